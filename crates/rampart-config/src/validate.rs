@@ -1,0 +1,422 @@
+//! Semantic checks that serde cannot express. `rampart check` and every reload run these before
+//! a config may replace the running one, so everything caught here can never break a live server.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::error::suggest;
+use crate::model::{Config, Route, Server};
+
+/// One step of a path into the config tree, used to find the text location of a problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathSeg {
+    /// A table key.
+    Key(String),
+    /// An array (of tables) index.
+    Index(usize),
+}
+
+/// A semantic problem at a config path.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// Where.
+    pub path: Vec<PathSeg>,
+    /// What.
+    pub msg: String,
+    /// A likely fix.
+    pub did_you_mean: Option<String>,
+}
+
+fn k(s: &str) -> PathSeg {
+    PathSeg::Key(s.to_string())
+}
+
+/// Parses a listen address: `"127.0.0.1:8080"`, `"[::1]:8080"`, `"*:80"` or `":80"` (all IPv4
+/// addresses), or a bare port `"8080"` (all IPv4 addresses, like nginx's `listen 8080`).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let port_text = t
+        .strip_prefix("*:")
+        .or_else(|| t.strip_prefix(':'))
+        .unwrap_or(t);
+    if let Ok(port) = port_text.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Some((host, port)) = t.rsplit_once(':') {
+        if host == "localhost" {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+            }
+        }
+    }
+    Err(format!(
+        "invalid listen address {text:?}: expected IP:PORT such as \"127.0.0.1:8080\" or \"[::]:80\""
+    ))
+}
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+];
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_server_name(name: &str) -> bool {
+    if name == "_" {
+        return true;
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+/// Checks everything serde could not; returns all problems found.
+pub fn validate(cfg: &Config) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut push = |path: Vec<PathSeg>, msg: String, did_you_mean: Option<String>| {
+        out.push(Violation {
+            path,
+            msg,
+            did_you_mean,
+        })
+    };
+
+    if let Some(a) = &cfg.admin.listen {
+        if let Err(e) = parse_listen(a) {
+            push(vec![k("admin"), k("listen")], e, None);
+        }
+    }
+    if cfg.global.workers > 1024 {
+        push(
+            vec![k("global"), k("workers")],
+            "workers must be between 0 (one per CPU) and 1024".into(),
+            None,
+        );
+    }
+    let l = &cfg.limits;
+    for (name, zero) in [
+        ("max_connections", l.max_connections == 0),
+        ("max_header_size", l.max_header_size.0 < 1024),
+        ("max_headers", l.max_headers == 0),
+        ("max_uri_length", l.max_uri_length.0 < 16),
+        ("keepalive_requests", l.keepalive_requests == 0),
+        ("h2_max_concurrent_streams", l.h2_max_concurrent_streams == 0),
+        ("header_read_timeout", l.header_read_timeout.0.is_zero()),
+    ] {
+        if zero {
+            push(
+                vec![k("limits"), k(name)],
+                format!("limits.{name} is too small"),
+                None,
+            );
+        }
+    }
+    if l.max_uri_length.0 > l.max_header_size.0 {
+        push(
+            vec![k("limits"), k("max_uri_length")],
+            "limits.max_uri_length cannot exceed limits.max_header_size".into(),
+            None,
+        );
+    }
+
+    if cfg.servers.is_empty() {
+        push(
+            vec![],
+            "no [[server]] defined: add at least one server with a listen address and a route"
+                .into(),
+            None,
+        );
+    }
+
+    // (listen address, server name) pairs must be unique; one default per address.
+    let mut seen_names: HashMap<(SocketAddr, String), usize> = HashMap::new();
+    let mut defaults: HashMap<SocketAddr, usize> = HashMap::new();
+    for (si, server) in cfg.servers.iter().enumerate() {
+        let sp = |rest: &[&str]| {
+            let mut p = vec![k("server"), PathSeg::Index(si)];
+            p.extend(rest.iter().map(|s| k(s)));
+            p
+        };
+        if server.listen.is_empty() {
+            push(sp(&["listen"]), "a server needs at least one listen address".into(), None);
+        }
+        for name in &server.server_names {
+            if !valid_server_name(name) {
+                push(
+                    sp(&["server_names"]),
+                    format!("invalid server name {name:?}: use a host name, \"*.example.com\" or \"_\""),
+                    None,
+                );
+            }
+        }
+        for (li, addr) in server.listen.iter().enumerate() {
+            let mut path = sp(&["listen"]);
+            path.push(PathSeg::Index(li));
+            let addr = match parse_listen(addr) {
+                Ok(a) => a,
+                Err(e) => {
+                    push(path, e, None);
+                    continue;
+                }
+            };
+            for name in &server.server_names {
+                if let Some(prev) = seen_names.insert((addr, name.to_ascii_lowercase()), si) {
+                    if prev != si {
+                        push(
+                            sp(&["server_names"]),
+                            format!(
+                                "duplicate server name {name:?} on {addr}: server #{} already has it",
+                                prev + 1
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+            if server.default {
+                if let Some(prev) = defaults.insert(addr, si) {
+                    if prev != si {
+                        push(
+                            sp(&["default"]),
+                            format!(
+                                "two default servers on {addr}: server #{} is already the default",
+                                prev + 1
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+        check_headers(&server.headers, sp(&["headers"]), &mut push);
+        check_error_pages(&server.error_pages, sp(&["error_pages"]), &mut push);
+        check_routes(server, si, &mut push);
+    }
+    out
+}
+
+type Push<'a> = dyn FnMut(Vec<PathSeg>, String, Option<String>) + 'a;
+
+fn check_headers(h: &crate::model::HeaderOps, base: Vec<PathSeg>, push: &mut Push<'_>) {
+    for (name, value) in &h.add {
+        let mut p = base.clone();
+        p.extend([k("add"), k(name)]);
+        if !is_token(name) {
+            push(p, format!("invalid header name {name:?}"), None);
+        } else if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            push(p, format!("header {name} has a CR, LF or NUL in its value"), None);
+        }
+    }
+    for (i, name) in h.remove.iter().enumerate() {
+        if !is_token(name) {
+            let mut p = base.clone();
+            p.extend([k("remove"), PathSeg::Index(i)]);
+            push(p, format!("invalid header name {name:?}"), None);
+        }
+    }
+}
+
+fn check_error_pages(
+    pages: &std::collections::BTreeMap<String, String>,
+    base: Vec<PathSeg>,
+    push: &mut Push<'_>,
+) {
+    for (code, uri) in pages {
+        let mut p = base.clone();
+        p.push(k(code));
+        match code.parse::<u16>() {
+            Ok(c) if (300..=599).contains(&c) => {}
+            _ => push(
+                p.clone(),
+                format!("error_pages key {code:?} must be a status code 300-599"),
+                None,
+            ),
+        }
+        if !uri.starts_with('/') {
+            push(p, format!("error page {uri:?} must be a URI starting with '/'"), None);
+        }
+    }
+}
+
+fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
+    let mut exacts = HashSet::new();
+    let mut prefixes = HashSet::new();
+    for (ri, r) in server.routes.iter().enumerate() {
+        let rp = |rest: &[&str]| {
+            let mut p = vec![k("server"), PathSeg::Index(si), k("route"), PathSeg::Index(ri)];
+            p.extend(rest.iter().map(|s| k(s)));
+            p
+        };
+        let matchers = [r.prefix.is_some(), r.exact.is_some(), r.regex.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if matchers > 1 {
+            push(
+                rp(&[]),
+                "a route has one of `prefix`, `exact` or `regex`, not several".into(),
+                None,
+            );
+        }
+        for (key, v) in [("prefix", &r.prefix), ("exact", &r.exact)] {
+            if let Some(v) = v {
+                if !v.starts_with('/') {
+                    push(rp(&[key]), format!("{key} {v:?} must start with '/'"), None);
+                }
+            }
+        }
+        if let Some(e) = &r.exact {
+            if !exacts.insert(e.clone()) {
+                push(rp(&["exact"]), format!("duplicate exact route {e:?}"), None);
+            }
+        }
+        if let Some(p) = &r.prefix {
+            if !prefixes.insert(p.clone()) {
+                push(rp(&["prefix"]), format!("duplicate prefix route {p:?}"), None);
+            }
+        }
+        if let Some(re) = &r.regex {
+            if let Err(e) = regex::RegexBuilder::new(re)
+                .case_insensitive(r.regex_case_insensitive)
+                .size_limit(1 << 20)
+                .build()
+            {
+                let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                push(rp(&["regex"]), format!("invalid regex {re:?}: {first}"), None);
+            }
+        }
+        for (i, m) in r.methods.iter().enumerate() {
+            // Extension methods (WebDAV's PROPFIND…) are fine; a near-miss of a standard one is a typo.
+            let typo = suggest(&m.to_ascii_uppercase(), METHODS.iter().copied());
+            let bad = !METHODS.contains(&m.as_str())
+                && (typo.is_some() || !is_token(m) || m.to_ascii_uppercase() != *m);
+            if bad {
+                let mut p = rp(&["methods"]);
+                p.push(PathSeg::Index(i));
+                push(
+                    p,
+                    format!("unknown method {m:?}"),
+                    typo,
+                );
+            }
+        }
+        for name in r.match_headers.keys() {
+            if !is_token(name) {
+                push(rp(&["match_headers"]), format!("invalid header name {name:?}"), None);
+            }
+        }
+        check_handler(r, &rp, push);
+        check_headers(&r.headers, rp(&["headers"]), push);
+        check_error_pages(&r.error_pages, rp(&["error_pages"]), push);
+        if let Some(c) = &r.compress {
+            for (i, a) in c.algorithms.iter().enumerate() {
+                if !["br", "zstd", "gzip"].contains(&a.as_str()) {
+                    let mut p = rp(&["compress", "algorithms"]);
+                    p.push(PathSeg::Index(i));
+                    push(
+                        p,
+                        format!("unknown compression {a:?} (use br, zstd or gzip)"),
+                        suggest(a, ["br", "zstd", "gzip"]),
+                    );
+                }
+            }
+            if !(1..=9).contains(&c.gzip_level) {
+                push(rp(&["compress", "gzip_level"]), "gzip_level is 1-9".into(), None);
+            }
+            if c.brotli_quality > 11 {
+                push(rp(&["compress", "brotli_quality"]), "brotli_quality is 0-11".into(), None);
+            }
+            if !(1..=19).contains(&c.zstd_level) {
+                push(rp(&["compress", "zstd_level"]), "zstd_level is 1-19".into(), None);
+            }
+        }
+        if let Some(cc) = &r.cache_control {
+            if cc.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                push(rp(&["cache_control"]), "cache_control has a CR, LF or NUL".into(), None);
+            }
+        }
+    }
+}
+
+fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Push<'_>) {
+    let handlers: Vec<&str> = [
+        ("root", r.root.is_some()),
+        ("alias", r.alias.is_some()),
+        ("return", r.ret.is_some()),
+        ("builtin", r.builtin.is_some()),
+    ]
+    .iter()
+    .filter(|(_, b)| *b)
+    .map(|(n, _)| *n)
+    .collect();
+    match handlers.len() {
+        0 => push(
+            rp(&[]),
+            "a route needs a handler: `root`, `alias`, `return` or `builtin`".into(),
+            None,
+        ),
+        1 => {}
+        _ => push(
+            rp(&[]),
+            format!("a route has exactly one handler, found {}", handlers.join(" and ")),
+            None,
+        ),
+    }
+    for (key, dir) in [("root", &r.root), ("alias", &r.alias)] {
+        if let Some(d) = dir {
+            match std::fs::metadata(d) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => push(rp(&[key]), format!("{key} {} is not a directory", d.display()), None),
+                Err(e) => push(rp(&[key]), format!("{key} {}: {e}", d.display()), None),
+            }
+        }
+    }
+    if r.alias.is_some() && r.prefix.is_none() && r.exact.is_none() {
+        push(
+            rp(&["alias"]),
+            "`alias` replaces a route prefix: give the route a `prefix` (or use `root`)".into(),
+            None,
+        );
+    }
+    if let Some(ret) = &r.ret {
+        if !(100..=599).contains(&ret.status) {
+            push(rp(&["return", "status"]), format!("status {} is not 100-599", ret.status), None);
+        } else if matches!(ret.status, 301 | 302 | 303 | 307 | 308) && ret.location.is_none() {
+            push(
+                rp(&["return"]),
+                format!("a {} redirect needs `location`", ret.status),
+                None,
+            );
+        }
+        if ret.location.as_deref().is_some_and(|l| l.contains(['\r', '\n'])) {
+            push(rp(&["return", "location"]), "location has a CR or LF".into(), None);
+        }
+    }
+    let n = r.try_files.len();
+    for (i, t) in r.try_files.iter().enumerate() {
+        let mut p = rp(&["try_files"]);
+        p.push(PathSeg::Index(i));
+        if let Some(code) = t.strip_prefix('=') {
+            if i + 1 != n {
+                push(p.clone(), "`=CODE` must be the last try_files entry".into(), None);
+            }
+            if !code.parse::<u16>().is_ok_and(|c| (200..=599).contains(&c)) {
+                push(p, format!("try_files {t:?}: expected =404 or another status"), None);
+            }
+        } else if !t.starts_with('/') && !t.starts_with("$uri") {
+            push(p, format!("try_files entry {t:?} must start with '/' or $uri"), None);
+        }
+    }
+    if !r.try_files.is_empty() && r.root.is_none() && r.alias.is_none() {
+        push(rp(&["try_files"]), "try_files needs `root` or `alias`".into(), None);
+    }
+}

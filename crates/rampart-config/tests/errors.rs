@@ -1,0 +1,85 @@
+//! Config errors carry file:line:column and suggestions, and every error is reported.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use rampart_config::{parse_str, EMBEDDED_DEFAULT};
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_str(text, Path::new("t.toml")) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let cfg = parse_str(EMBEDDED_DEFAULT, Path::new("<embedded>")).unwrap();
+    assert_eq!(cfg.servers.len(), 1);
+    assert_eq!(cfg.admin.listen.as_deref(), Some("127.0.0.1:9901"));
+}
+
+#[test]
+fn misspelt_keys_are_all_reported_with_location_and_suggestion() {
+    let text = "[global]\nlog_levle = \"info\"\n\n[[server]]\nlisten = [\"127.0.0.1:1\"]\nserver_name = [\"a\"]\n\n[[server.route]]\nprefix = \"/\"\nreturn = { status = 200 }\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:2:1: unknown key `log_levle`"), "{}", errs[0]);
+    assert!(errs[0].contains("did you mean `log_level`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("t.toml:6:1: unknown key `server_name`"), "{}", errs[1]);
+    assert!(errs[1].contains("did you mean `server_names`"), "{}", errs[1]);
+}
+
+#[test]
+fn syntax_errors_point_at_the_spot() {
+    let errs = errors("[global\nworkers = 1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("t.toml:1:"), "{}", errs[0]);
+}
+
+#[test]
+fn bad_units_and_values() {
+    let errs = errors("[limits]\nheader_read_timeout = \"5 parsecs\"\n[[server]]\n[[server.route]]\nreturn = { status = 200 }\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:2:"), "{}", errs[0]);
+    assert!(errs[0].contains("unknown unit"), "{}", errs[0]);
+}
+
+#[test]
+fn semantic_errors_are_located() {
+    let text = r#"
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_names = ["a.test"]
+
+[[server.route]]
+regex = "^/(unclosed"
+return = { status = 200 }
+
+[[server.route]]
+prefix = "/files/"
+root = "/definitely/not/here"
+
+[[server.route]]
+prefix = "/r"
+return = { status = 301 }
+
+[[server.route]]
+prefix = "/m"
+methods = ["GTE"]
+return = { status = 204 }
+
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_names = ["a.test"]
+[[server.route]]
+builtin = "welcome"
+"#;
+    let errs = errors(text);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:7:9: invalid regex")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:12:8: root /definitely/not/here")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:16:10: a 301 redirect needs `location`")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("unknown method \"GTE\"") && e.contains("did you mean `GET`")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:25:16: duplicate server name")), "{errs:#?}");
+}
