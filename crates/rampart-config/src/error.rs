@@ -68,8 +68,12 @@ pub enum LoadError {
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
+        // Jaro-Winkler favours shared prefixes; Damerau-Levenshtein catches swapped letters
+        // ("GTE" for "GET") that Jaro's match window misses in short words.
+        let jw = strsim::jaro_winkler(word, c);
+        let dl = strsim::normalized_damerau_levenshtein(word, c);
+        let score = jw.max(dl);
+        if (jw > 0.8 || dl >= 0.6) && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }
     }
