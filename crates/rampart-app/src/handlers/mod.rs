@@ -1,0 +1,2 @@
+//! Content handlers: exactly one answers each request.
+pub mod static_files;

@@ -1,0 +1,169 @@
+//! Transformations (`t:…`), one file each. They are pure byte-to-byte functions; the
+//! transaction caches their results per value so CRS's repeated chains are cheap.
+
+mod base64_decode;
+mod cmd_line;
+mod compress_whitespace;
+mod css_decode;
+mod escape_seq_decode;
+mod hex;
+mod html_entity_decode;
+mod js_decode;
+mod length;
+mod lowercase;
+mod normalize_path;
+mod normalize_path_win;
+mod remove_comments;
+mod remove_comments_char;
+mod remove_nulls;
+mod remove_whitespace;
+mod replace_comments;
+mod replace_nulls;
+mod sha1;
+mod sql_hex_decode;
+mod trim;
+mod uppercase;
+mod url_decode;
+mod url_decode_uni;
+mod url_encode;
+mod utf8_to_unicode;
+
+/// One transformation function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Transform {
+    Lowercase,
+    Uppercase,
+    UrlDecode,
+    UrlDecodeUni,
+    UrlEncode,
+    HtmlEntityDecode,
+    JsDecode,
+    CssDecode,
+    CmdLine,
+    CompressWhitespace,
+    RemoveWhitespace,
+    RemoveNulls,
+    ReplaceNulls,
+    ReplaceComments,
+    RemoveComments,
+    RemoveCommentsChar,
+    NormalizePath,
+    NormalizePathWin,
+    Base64Decode,
+    Base64DecodeExt,
+    Base64Encode,
+    HexDecode,
+    HexEncode,
+    Utf8ToUnicode,
+    Length,
+    Sha1,
+    Trim,
+    TrimLeft,
+    TrimRight,
+    EscapeSeqDecode,
+    SqlHexDecode,
+}
+
+/// Result of looking up a `t:` name.
+pub enum Parsed {
+    /// `t:none`: clears the list so far.
+    None,
+    /// A known transformation.
+    Known(Transform),
+}
+
+impl Transform {
+    /// Parses a `t:` argument (case-insensitive, as ModSecurity accepts).
+    pub fn parse(name: &str) -> Option<Parsed> {
+        use Transform::*;
+        Some(Parsed::Known(match name.to_ascii_lowercase().as_str() {
+            "none" => return Some(Parsed::None),
+            "lowercase" => Lowercase,
+            "uppercase" => Uppercase,
+            "urldecode" => UrlDecode,
+            "urldecodeuni" => UrlDecodeUni,
+            "urlencode" => UrlEncode,
+            "htmlentitydecode" => HtmlEntityDecode,
+            "jsdecode" => JsDecode,
+            "cssdecode" => CssDecode,
+            "cmdline" => CmdLine,
+            "compresswhitespace" => CompressWhitespace,
+            "removewhitespace" => RemoveWhitespace,
+            "removenulls" => RemoveNulls,
+            "replacenulls" => ReplaceNulls,
+            "replacecomments" => ReplaceComments,
+            "removecomments" => RemoveComments,
+            "removecommentschar" => RemoveCommentsChar,
+            "normalizepath" | "normalisepath" => NormalizePath,
+            "normalizepathwin" | "normalisepathwin" => NormalizePathWin,
+            "base64decode" => Base64Decode,
+            "base64decodeext" => Base64DecodeExt,
+            "base64encode" => Base64Encode,
+            "hexdecode" => HexDecode,
+            "hexencode" => HexEncode,
+            "utf8tounicode" => Utf8ToUnicode,
+            "length" => Length,
+            "sha1" => Sha1,
+            "trim" => Trim,
+            "trimleft" => TrimLeft,
+            "trimright" => TrimRight,
+            "escapeseqdecode" => EscapeSeqDecode,
+            "sqlhexdecode" => SqlHexDecode,
+            _ => return None,
+        }))
+    }
+
+    /// Applies the transformation.
+    pub fn apply(self, input: &[u8]) -> Vec<u8> {
+        use Transform::*;
+        match self {
+            Lowercase => lowercase::apply(input),
+            Uppercase => uppercase::apply(input),
+            UrlDecode => url_decode::apply(input),
+            UrlDecodeUni => url_decode_uni::apply(input),
+            UrlEncode => url_encode::apply(input),
+            HtmlEntityDecode => html_entity_decode::apply(input),
+            JsDecode => js_decode::apply(input),
+            CssDecode => css_decode::apply(input),
+            CmdLine => cmd_line::apply(input),
+            CompressWhitespace => compress_whitespace::apply(input),
+            RemoveWhitespace => remove_whitespace::apply(input),
+            RemoveNulls => remove_nulls::apply(input),
+            ReplaceNulls => replace_nulls::apply(input),
+            ReplaceComments => replace_comments::apply(input),
+            RemoveComments => remove_comments::apply(input),
+            RemoveCommentsChar => remove_comments_char::apply(input),
+            NormalizePath => normalize_path::apply(input),
+            NormalizePathWin => normalize_path_win::apply(input),
+            Base64Decode => base64_decode::apply(input),
+            Base64DecodeExt => base64_decode::apply_ext(input),
+            Base64Encode => base64_decode::encode(input),
+            HexDecode => hex::decode(input),
+            HexEncode => hex::encode(input),
+            Utf8ToUnicode => utf8_to_unicode::apply(input),
+            Length => length::apply(input),
+            Sha1 => sha1::apply(input),
+            Trim => trim::both(input),
+            TrimLeft => trim::left(input),
+            TrimRight => trim::right(input),
+            EscapeSeqDecode => escape_seq_decode::apply(input),
+            SqlHexDecode => sql_hex_decode::apply(input),
+        }
+    }
+}
+
+/// Hex digit value.
+pub(crate) fn hexval(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whitespace as ModSecurity's transformations see it (C isspace plus NBSP).
+pub(crate) fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
+}

@@ -1,0 +1,69 @@
+//! `t:normalizePath`: collapses `//`, removes `./` segments and resolves `../`
+//! (never above the root), as ModSecurity does for path evasion.
+
+pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
+    normalize(input, false)
+}
+
+/// Shared with normalizePathWin (which first turns `\` into `/`).
+pub(crate) fn normalize(input: &[u8], win: bool) -> Vec<u8> {
+    let src: Vec<u8> = if win {
+        input.iter().map(|&c| if c == b'\\' { b'/' } else { c }).collect()
+    } else {
+        input.to_vec()
+    };
+    if src.is_empty() {
+        return src;
+    }
+    let absolute = src[0] == b'/';
+    let trailing = src.len() > 1 && src[src.len() - 1] == b'/';
+    let mut segs: Vec<&[u8]> = Vec::new();
+    let parts: Vec<&[u8]> = src.split(|&c| c == b'/').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut trailing_dir = trailing;
+    for (idx, seg) in parts.iter().enumerate() {
+        match *seg {
+            b"" => {}
+            b"." => {
+                if idx == last {
+                    trailing_dir = true;
+                }
+            }
+            b".." => {
+                if matches!(segs.last(), Some(s) if *s != b"..") {
+                    segs.pop();
+                } else if !absolute {
+                    segs.push(seg);
+                }
+                if idx == last {
+                    trailing_dir = true;
+                }
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(src.len());
+    if absolute {
+        out.push(b'/');
+    }
+    for (i, s) in segs.iter().enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        out.extend_from_slice(s);
+    }
+    if trailing_dir && !segs.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn normalises() {
+        assert_eq!(super::apply(b"/a/./b/../../c//d"), b"/c/d");
+        assert_eq!(super::apply(b"/../../etc/passwd"), b"/etc/passwd");
+        assert_eq!(super::apply(b"../../etc/passwd"), b"../../etc/passwd");
+    }
+}
