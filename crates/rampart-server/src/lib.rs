@@ -1,3 +1,32 @@
-//! Rampart's listeners and connections (HTTP/1.1 and h2c), limits, timeouts and graceful drain.
+//! Rampart's listeners and connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port,
+//! limits, timeouts and graceful drain. It knows nothing about routes or handlers: the
+//! application plugs in through [`HttpService`].
 mod body;
-pub use body::{BoxStream, Body};
+mod conn;
+mod guard;
+mod listen;
+
+use std::time::Duration;
+
+pub use body::{Body, BoxStream};
+pub use conn::{ConnInfo, ConnSettings, HttpService};
+pub use listen::{bind, BindError, Listeners};
+
+/// Per-connection limits and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Open client connections at most (process-wide).
+    pub max_connections: usize,
+    /// Bytes of request head.
+    pub max_header_size: usize,
+    /// Request header fields.
+    pub max_headers: usize,
+    /// First byte to last byte of a request head (then 408).
+    pub header_read_timeout: Duration,
+    /// Idle time between requests.
+    pub keepalive_timeout: Duration,
+    /// HTTP/1 requests per connection.
+    pub keepalive_requests: u64,
+    /// HTTP/2 concurrent streams.
+    pub h2_max_concurrent_streams: u32,
+}

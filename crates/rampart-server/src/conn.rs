@@ -1,0 +1,151 @@
+//! One accepted connection: HTTP/1.1 or HTTP/2 (prior knowledge) on the same port, served by
+//! hyper, with our timeouts, per-connection request limits and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, Version};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::guard::{ConnState, GuardTimeouts, GuardedIo, InFlight};
+use crate::{Body, ConnLimits};
+
+/// What a handler may know about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to (selects the virtual hosts).
+    pub local: SocketAddr,
+    /// Process-unique connection number.
+    pub id: u64,
+}
+
+/// The request handler the server calls; implemented by the application.
+pub trait HttpService: Send + Sync + 'static {
+    /// Answers one request. Must not fail: errors become responses inside.
+    fn call(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Connection settings that change with the config (a reload applies them to new connections).
+#[derive(Clone)]
+pub struct ConnSettings {
+    /// The limits in force.
+    pub limits: ConnLimits,
+    /// A hyper builder prepared from them.
+    pub builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl ConnSettings {
+    /// Prepares a hyper builder for these limits.
+    pub fn new(limits: ConnLimits) -> Self {
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .keep_alive(true)
+            .half_close(false)
+            .max_buf_size(limits.max_header_size.max(8192))
+            .max_headers(limits.max_headers)
+            .pipeline_flush(true);
+        b.http2()
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+            .enable_connect_protocol();
+        ConnSettings {
+            limits,
+            builder: Arc::new(b),
+        }
+    }
+}
+
+/// Serves one connection until it closes or the drain signal asks it to finish.
+pub(crate) async fn serve<S: HttpService>(
+    stream: TcpStream,
+    info: ConnInfo,
+    settings: ConnSettings,
+    service: Arc<S>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let state = Arc::new(ConnState::default());
+    let timeouts = GuardTimeouts {
+        header_read: settings.limits.header_read_timeout,
+        keepalive: settings.limits.keepalive_timeout,
+    };
+    let io = TokioIo::new(GuardedIo::new(stream, state.clone(), timeouts));
+    let max_requests = settings.limits.keepalive_requests;
+    let svc_state = state.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = service.clone();
+        let state = svc_state.clone();
+        async move {
+            let n = state.request_started();
+            let guard = InFlight(state);
+            let is_h1 = req.version() < Version::HTTP_2;
+            let mut resp = service.call(req, &info).await;
+            if is_h1 && n >= max_requests {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _guard: guard }))
+        }
+    });
+    let conn = settings.builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = signalled(&mut drain) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!(peer = %info.peer, error = %e, "connection ended with an error");
+    }
+    let _ = state.in_flight.load(Ordering::Relaxed);
+}
+
+/// A response body that marks its request finished when hyper is done with it.
+struct TrackedBody {
+    body: Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Resolves once the watch holds `true` (or its sender is gone); the borrow ends inside, so the
+/// caller's future stays `Send`.
+pub(crate) async fn signalled(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}

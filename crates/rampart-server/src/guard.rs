@@ -1,0 +1,235 @@
+//! Connection-level timeouts that hyper does not give us in the shape operators expect.
+//!
+//! hyper closes a slow request head silently and has no idle keep-alive timer of its own, while
+//! nginx answers `408 Request Timeout` to a client that does not finish its head in
+//! `client_header_timeout` and drops idle keep-alive connections after `keepalive_timeout`.
+//! [`GuardedIo`] wraps the socket and enforces both, without an extra task per connection:
+//! the timer is polled from `poll_read`, which hyper calls whenever it waits for bytes.
+//!
+//! Phases (see LIFECYCLE.md): *idle* (no request in flight, no bytes of the next head yet) →
+//! *head* (bytes arrived, no request started yet) → *busy* (requests in flight; the handler's
+//! own timeouts apply) → *idle*. HTTP/2 connections (detected by their preface) only use *idle*.
+
+use std::io;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// The response written when a request head times out (nginx sends the same status).
+const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    base().elapsed().as_millis() as u64
+}
+
+/// Shared between a connection's socket wrapper and its request handler.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Requests (or h2 streams) being handled right now.
+    pub in_flight: AtomicU32,
+    /// Requests started on this connection so far.
+    pub requests: AtomicU64,
+    /// When the last request finished (ms since process start).
+    idle_since_ms: AtomicU64,
+}
+
+impl ConnState {
+    /// Marks a request as started; returns its sequence number (1-based).
+    pub fn request_started(&self) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.requests.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Marks a request as finished (its response body is done or dropped).
+    pub fn request_finished(&self) {
+        self.idle_since_ms.store(now_ms(), Ordering::Release);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Timeouts enforced by [`GuardedIo`].
+#[derive(Clone, Copy, Debug)]
+pub struct GuardTimeouts {
+    /// From the first byte of a request head to its last.
+    pub header_read: Duration,
+    /// Idle keep-alive time between requests.
+    pub keepalive: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Unknown,
+    H1,
+    H2,
+}
+
+/// A TCP stream that enforces the header-read and keep-alive timeouts.
+pub struct GuardedIo {
+    inner: TcpStream,
+    // Boxed so the wrapper stays `Unpin`, as hyper's I/O adapters need.
+    sleep: Pin<Box<Sleep>>,
+    state: Arc<ConnState>,
+    timeouts: GuardTimeouts,
+    proto: Proto,
+    // When the current head began (ms), and the request count at that time.
+    head_started_ms: Option<u64>,
+    head_req_no: u64,
+    last_read_ms: u64,
+    timed_out: bool,
+}
+
+impl GuardedIo {
+    /// Wraps an accepted stream.
+    pub fn new(inner: TcpStream, state: Arc<ConnState>, timeouts: GuardTimeouts) -> Self {
+        let now = now_ms();
+        state.idle_since_ms.store(now, Ordering::Release);
+        GuardedIo {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(timeouts.keepalive)),
+            state,
+            timeouts,
+            proto: Proto::Unknown,
+            head_started_ms: None,
+            head_req_no: 0,
+            last_read_ms: now,
+            timed_out: false,
+        }
+    }
+}
+
+impl AsyncRead for GuardedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let got = &buf.filled()[before..];
+                if !got.is_empty() {
+                    let now = now_ms();
+                    this.last_read_ms = now;
+                    if this.proto == Proto::Unknown {
+                        this.proto = if got.starts_with(b"PRI ") {
+                            Proto::H2
+                        } else {
+                            Proto::H1
+                        };
+                    }
+                    if this.head_started_ms.is_none()
+                        && this.state.in_flight.load(Ordering::Acquire) == 0
+                    {
+                        this.head_started_ms = Some(now);
+                        this.head_req_no = this.state.requests.load(Ordering::Acquire);
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            other => {
+                if other.is_ready() {
+                    return other;
+                }
+            }
+        }
+        // Nothing to read: is a deadline due?
+        if this.state.in_flight.load(Ordering::Acquire) > 0 {
+            return Poll::Pending;
+        }
+        let requests = this.state.requests.load(Ordering::Acquire);
+        if this.head_started_ms.is_some() && requests != this.head_req_no {
+            this.head_started_ms = None; // that head became a request
+        }
+        let (deadline_ms, in_head) = match (this.proto, this.head_started_ms) {
+            (Proto::H1 | Proto::Unknown, Some(start)) => {
+                (start + this.timeouts.header_read.as_millis() as u64, true)
+            }
+            (Proto::H2, _) => {
+                let since = this
+                    .state
+                    .idle_since_ms
+                    .load(Ordering::Acquire)
+                    .max(this.last_read_ms);
+                (since + this.timeouts.keepalive.as_millis() as u64, false)
+            }
+            (_, None) => {
+                let since = this.state.idle_since_ms.load(Ordering::Acquire);
+                (since + this.timeouts.keepalive.as_millis() as u64, false)
+            }
+        };
+        let now = now_ms();
+        if now < deadline_ms {
+            let when = tokio::time::Instant::from_std(base() + Duration::from_millis(deadline_ms));
+            if this.sleep.deadline() != when {
+                this.sleep.as_mut().reset(when);
+            }
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.timed_out = true;
+        if in_head {
+            // Best effort: the socket buffer is empty between requests, so this fits at once.
+            let _ = Pin::new(&mut this.inner).poll_write(cx, TIMEOUT_RESPONSE);
+            let _ = Pin::new(&mut this.inner).poll_flush(cx);
+            tracing::debug!("request head not received in time: 408");
+        }
+        Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+    }
+}
+
+impl AsyncWrite for GuardedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Tracks one request's life; dropping it marks the request finished.
+#[derive(Debug)]
+pub struct InFlight(pub Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}

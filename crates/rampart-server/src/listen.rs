@@ -1,0 +1,184 @@
+//! Listening sockets: bind, accept under a connection limit, and the set of listeners that a
+//! reload grows or shrinks without touching the ones that stay.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::conn::{self, ConnInfo, ConnSettings, HttpService};
+
+/// Binding a listen address failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Why.
+    pub source: io::Error,
+}
+
+/// Binds a listening socket the way a server should: SO_REUSEADDR, IPv6-only for `[::]` so that
+/// `0.0.0.0` can be bound beside it, a deep backlog.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let err = |source| BindError { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The live listeners of the process, shared by all of them: one connection limit, one drain
+/// signal, the current connection settings.
+pub struct Listeners<S: HttpService> {
+    service: Arc<S>,
+    settings: Arc<ArcSwap<ConnSettings>>,
+    conn_limit: Arc<Semaphore>,
+    max_conns: usize,
+    drain_tx: watch::Sender<bool>,
+    running: Mutex<HashMap<SocketAddr, Running>>,
+    next_conn_id: Arc<AtomicU64>,
+}
+
+impl<S: HttpService> Listeners<S> {
+    /// Creates an empty set.
+    pub fn new(service: Arc<S>, settings: ConnSettings) -> Self {
+        let max_conns = settings.limits.max_connections;
+        Listeners {
+            service,
+            settings: Arc::new(ArcSwap::from_pointee(settings)),
+            conn_limit: Arc::new(Semaphore::new(max_conns)),
+            max_conns,
+            drain_tx: watch::channel(false).0,
+            running: Mutex::new(HashMap::new()),
+            next_conn_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Replaces the connection settings (used by connections accepted from now on).
+    pub fn set_settings(&self, settings: ConnSettings) {
+        if settings.limits.max_connections != self.max_conns {
+            tracing::warn!(
+                "limits.max_connections changes take effect after a restart ({} stays in force)",
+                self.max_conns
+            );
+        }
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Makes the set of listening addresses equal to `want`: binds new ones first (so a bind
+    /// error leaves everything as it was), then stops the ones no longer wanted.
+    pub fn sync(&self, want: &[SocketAddr]) -> Result<(), BindError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = Vec::new();
+        for addr in want {
+            if !running.contains_key(addr) && !fresh.iter().any(|(a, _)| a == addr) {
+                fresh.push((*addr, bind(*addr)?));
+            }
+        }
+        for (addr, listener) in fresh {
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(%local, "listening");
+            running.insert(addr, self.spawn(listener));
+        }
+        let gone: Vec<SocketAddr> = running.keys().filter(|a| !want.contains(a)).copied().collect();
+        for addr in gone {
+            if let Some(r) = running.remove(&addr) {
+                tracing::info!(%addr, "listener closed");
+                let _ = r.stop.send(true);
+                r.task.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.running
+            .lock()
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn spawn(&self, listener: TcpListener) -> Running {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let service = self.service.clone();
+        let settings = self.settings.clone();
+        let limit = self.conn_limit.clone();
+        let drain = self.drain_tx.subscribe();
+        let ids = self.next_conn_id.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                    _ = conn::signalled(&mut stop_rx) => return,
+                };
+                let (stream, peer) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = conn::signalled(&mut stop_rx) => return,
+                };
+                let _ = stream.set_nodelay(true);
+                let local = match stream.local_addr() {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                };
+                let info = ConnInfo { peer, local, id: ids.fetch_add(1, Ordering::Relaxed) };
+                let settings = settings.load_full();
+                let service = service.clone();
+                let drain = drain.clone();
+                tokio::spawn(async move {
+                    conn::serve(stream, info, (*settings).clone(), service, drain).await;
+                    drop(permit);
+                });
+            }
+        });
+        Running { stop, task }
+    }
+
+    /// Graceful stop: close every listener, ask every connection to finish its in-flight
+    /// requests, and wait until they have or `timeout` passes. Returns the connections still
+    /// open at the deadline.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let _ = self.sync(&[]);
+        let _ = self.drain_tx.send(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let open = self.max_conns - self.conn_limit.available_permits();
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.max_conns - self.conn_limit.available_permits()
+    }
+}
