@@ -1,0 +1,118 @@
+//! The running application: the current snapshot behind an `ArcSwap`, state that outlives
+//! snapshots, and reload. Parsing and validation happen before [`Runtime::reload`] is called; a
+//! compile failure here also leaves the old snapshot serving.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use rampart_config::Config;
+use rampart_server::{Body, ConnInfo, ConnLimits, HttpService};
+
+use crate::compile::{compile, CompileError};
+use crate::handlers::static_files::FileCache;
+use crate::log::LogRegistry;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+/// State shared by every snapshot.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Counters.
+    pub metrics: Metrics,
+    /// Open access logs.
+    pub logs: LogRegistry,
+    /// Open-file cache.
+    pub file_cache: Arc<FileCache>,
+}
+
+/// The application as the server sees it.
+#[derive(Debug)]
+pub struct Runtime {
+    current: ArcSwap<Snapshot>,
+    /// State that survives reloads.
+    pub shared: Arc<Shared>,
+    generation: AtomicU64,
+}
+
+impl Runtime {
+    /// Compiles the first config.
+    pub fn new(cfg: Config) -> Result<Runtime, CompileError> {
+        let shared = Arc::new(Shared::default());
+        let snap = compile(Arc::new(cfg), &shared, 1)?;
+        Ok(Runtime {
+            current: ArcSwap::from_pointee(snap),
+            shared,
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// The snapshot serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Compiles `cfg` into the next snapshot without installing it, so the caller can bind new
+    /// listeners first and install only when everything is ready.
+    pub fn prepare(&self, cfg: Config) -> Result<Arc<Snapshot>, CompileError> {
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        compile(Arc::new(cfg), &self.shared, generation).map(Arc::new).inspect_err(|_| self.note_failed_reload())
+    }
+
+    /// Installs a prepared snapshot: requests from now on use it.
+    pub fn install(&self, snap: Arc<Snapshot>) {
+        self.generation.store(snap.generation, Ordering::Release);
+        self.current.store(snap);
+        self.shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a reload refused before compiling (invalid file).
+    pub fn note_failed_reload(&self) {
+        self.shared
+            .metrics
+            .reloads_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Starts background chores (log flushing). Call inside the tokio runtime.
+    pub fn spawn_tasks(self: &Arc<Self>) {
+        let rt = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                match rt.upgrade() {
+                    Some(rt) => rt.shared.logs.flush_all(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// Connection limits of a config, for `rampart-server`.
+pub fn conn_limits(cfg: &Config) -> ConnLimits {
+    let l = &cfg.limits;
+    ConnLimits {
+        max_connections: l.max_connections,
+        max_header_size: usize::try_from(l.max_header_size.0).unwrap_or(usize::MAX),
+        max_headers: l.max_headers,
+        header_read_timeout: l.header_read_timeout.0,
+        keepalive_timeout: l.keepalive_timeout.0,
+        keepalive_requests: l.keepalive_requests,
+        h2_max_concurrent_streams: l.h2_max_concurrent_streams,
+    }
+}
+
+/// The HTTP service: every request goes to [`crate::pipeline::handle`] with the current snapshot.
+#[derive(Debug, Clone)]
+pub struct App(pub Arc<Runtime>);
+
+impl HttpService for App {
+    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let snap = self.0.current.load_full();
+        crate::pipeline::handle(&snap, conn, req).await
+    }
+}

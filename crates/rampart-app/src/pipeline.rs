@@ -1,0 +1,476 @@
+//! Where a request goes — the whole path, top to bottom:
+//!
+//! 1. **admit**: protocol checks before anything else (Host, URI length, absolute-form, framing);
+//!    a malformed request gets 400/414 and its connection is closed.
+//! 2. **route**: virtual host by `Host`, then the route (see `router.rs` for the precedence).
+//! 3. **access**: per-route checks — body size today; IP rules, rate limits, WAF and auth join
+//!    here as they land, each returning `Flow::Reply` to answer early.
+//! 4. **content**: exactly one handler answers (static files, `return`, built-in pages).
+//! 5. **errors**: a 4xx/5xx may be replaced by the configured error page.
+//! 6. **response filters**: header edits, caching headers, compression, `Server`, request id.
+//! 7. **log**: access log and metrics, when the last body byte is sent.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use rampart_server::{Body, ConnInfo};
+
+use crate::exchange::Exchange;
+use crate::filters;
+use crate::handlers::{static_files, welcome};
+use crate::reqid;
+use crate::snapshot::{Handler, Route, Site, Snapshot};
+
+/// What an access phase decided.
+pub enum Flow {
+    /// Go on to the next phase.
+    Next,
+    /// Answer now with this response.
+    Reply(Response<Body>),
+}
+
+/// Handles one request with a snapshot. Never fails: every error becomes a response here.
+pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let mut x = Exchange::new(conn, parts.method.clone(), parts.uri.clone(), parts.version, &parts.headers);
+
+    // 1. admit
+    if let Err(status) = admit(snap, &parts, &mut x) {
+        let site = snap.hosts.select(conn.local, "").cloned();
+        let mut resp = default_error(status);
+        if parts.version < Version::HTTP_2 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return finish(snap, site.as_ref(), None, x, resp);
+    }
+
+    // 2. route
+    let Some(site) = snap.hosts.select(conn.local, &x.host).cloned() else {
+        // A connection on a listener a reload removed: nothing serves it any more.
+        let mut resp = default_error(StatusCode::MISDIRECTED_REQUEST);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return finish(snap, None, None, x, resp);
+    };
+    let Some(route) = site.routes.select(&x.path, &parts.method, &parts.headers).cloned() else {
+        let resp = error_response(&site, None, StatusCode::NOT_FOUND, &parts, &x).await;
+        return finish(snap, Some(&site), None, x, resp);
+    };
+
+    // 3. access
+    if let Flow::Reply(resp) = access(&route, &parts) {
+        let status = resp.status();
+        let resp = if status.is_client_error() || status.is_server_error() {
+            error_response(&site, Some(&route), status, &parts, &x).await
+        } else {
+            resp
+        };
+        return finish(snap, Some(&site), Some(&route), x, resp);
+    }
+
+    // 4. content
+    let resp = match content(&route, &parts, &x).await {
+        Ok(resp) => resp,
+        Err((status, extra)) => {
+            let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
+            if let Some((name, value)) = extra {
+                r.headers_mut().insert(name, value);
+            }
+            r
+        }
+    };
+    drop(body);
+
+    // 5–6. errors were rendered above; now the response filters
+    let resp = filter(&site, &route, &parts, resp);
+    // 7. log (in finish)
+    finish(snap, Some(&site), Some(&route), x, resp)
+}
+
+/// Protocol checks every request passes before routing.
+fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusCode> {
+    let uri = &parts.uri;
+    let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > snap.limits.max_uri_length {
+        return Err(StatusCode::URI_TOO_LONG);
+    }
+    // Host: HTTP/2 carries it in :authority; HTTP/1.1 needs exactly one Host header.
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let host = if parts.version >= Version::HTTP_2 {
+        match (uri.authority(), host_header) {
+            (Some(a), _) => a.host().to_string(),
+            (None, Some(h)) => host_of(h.as_bytes()).ok_or(StatusCode::BAD_REQUEST)?,
+            (None, None) => String::new(),
+        }
+    } else {
+        let from_header = match host_header {
+            Some(h) => Some(host_of(h.as_bytes()).ok_or(StatusCode::BAD_REQUEST)?),
+            None if parts.version == Version::HTTP_11 => return Err(StatusCode::BAD_REQUEST),
+            None => None,
+        };
+        // Absolute-form (RFC 9112 §3.2.2): accepted, but its authority must agree with Host so
+        // that no two parties can read a different target out of the same request.
+        if let Some(scheme) = uri.scheme_str() {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            let a = uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
+            let from_uri = host_of(a.as_str().as_bytes()).ok_or(StatusCode::BAD_REQUEST)?;
+            if from_header.as_deref().is_some_and(|h| h != from_uri) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            Some(from_uri)
+        } else {
+            from_header
+        }
+        .unwrap_or_default()
+    };
+    x.host = host;
+    // Framing: a request with both Transfer-Encoding and Content-Length is a smuggling attempt.
+    if parts.version < Version::HTTP_2
+        && parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    if parts.method == Method::CONNECT {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let path = uri.path();
+    if !path.starts_with('/') {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    x.path = normalize_path(path).ok_or(StatusCode::BAD_REQUEST)?;
+    Ok(())
+}
+
+/// Lower-cased host without port or trailing dot; `None` when it has bytes no host name has.
+fn host_of(raw: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(raw).ok()?.trim();
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        // IPv6 literal
+        let end = rest.find(']')?;
+        let inner = &rest[..end];
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok())) {
+            return None;
+        }
+        return Some(format!("[{}]", inner.to_ascii_lowercase()));
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, port)) => {
+                port.parse::<u16>().ok()?;
+                h
+            }
+            None => s,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+/// Percent-decodes the path and resolves `.`/`..` and repeated slashes (nginx's normalized URI,
+/// which locations match against). `None` for NUL bytes, bad escapes or `..` above the root.
+pub fn normalize_path(raw: &str) -> Option<String> {
+    let needs_work = raw.contains(['%', '.']) || raw.contains("//");
+    if !needs_work {
+        return Some(raw.to_string());
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            decoded.push(v);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if decoded.contains(&0) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop()?;
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..") {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// Access phase: limits and, as they land, IP rules, rate limits, WAF and auth.
+fn access(route: &Route, parts: &Parts) -> Flow {
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > route.max_body_size {
+            let mut r = default_error(StatusCode::PAYLOAD_TOO_LARGE);
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Flow::Reply(r);
+        }
+    }
+    Flow::Next
+}
+
+type HandlerError = (StatusCode, Option<(header::HeaderName, HeaderValue)>);
+
+/// Content phase: the route's handler answers.
+async fn content(route: &Route, parts: &Parts, x: &Exchange) -> Result<Response<Body>, HandlerError> {
+    match &route.handler {
+        Handler::Static(s) => static_files::serve(s, parts).await.map_err(|e| {
+            let status = e.status();
+            if let static_files::StaticError::Io(err) = &e {
+                tracing::error!(path = %x.path, error = %err, "static file error");
+            }
+            let allow = (status == StatusCode::METHOD_NOT_ALLOWED)
+                .then(|| (header::ALLOW, HeaderValue::from_static("GET, HEAD")));
+            (status, allow)
+        }),
+        Handler::Return(r) => Ok(r.respond(x)),
+        Handler::Welcome => Ok(welcome::respond()),
+    }
+}
+
+/// Response filters, in order: header edits (server, then route), caching headers, compression.
+fn filter(site: &Site, route: &Route, parts: &Parts, mut resp: Response<Body>) -> Response<Body> {
+    let status = resp.status();
+    let headers = resp.headers_mut();
+    if !site.headers.is_empty() {
+        filters::headers::edit(headers, &site.headers);
+    }
+    if !route.headers.is_empty() {
+        filters::headers::edit(headers, &route.headers);
+    }
+    if route.cache_control.is_some() || route.expires.is_some() {
+        filters::headers::caching(headers, status, route.cache_control.as_ref(), route.expires);
+    }
+    match (&route.handler, &route.compress) {
+        // Files negotiate their own encodings (sidecars, cached compressed copies).
+        (Handler::Static(_), _) | (_, None) => resp,
+        (_, Some(c)) => filters::compress::apply(c, parts, resp),
+    }
+}
+
+/// An error response: the configured error page if there is one, else a small default page.
+async fn error_response(
+    site: &Site,
+    route: Option<&Route>,
+    status: StatusCode,
+    parts: &Parts,
+    x: &Exchange,
+) -> Response<Body> {
+    if let Some(uri) = site.error_page(route, status) {
+        if let Some(mut r) = internal_get(site, uri, parts, x).await {
+            *r.status_mut() = status;
+            r.headers_mut().remove(header::ETAG);
+            r.headers_mut().remove(header::LAST_MODIFIED);
+            r.headers_mut().remove(header::ACCEPT_RANGES);
+            return r;
+        }
+    }
+    default_error(status)
+}
+
+/// Serves `uri` from the site as an internal GET (error pages). One level only: no recursion.
+async fn internal_get(site: &Site, uri: &str, parts: &Parts, x: &Exchange) -> Option<Response<Body>> {
+    let uri: Uri = uri.parse().ok()?;
+    let path = normalize_path(uri.path())?;
+    let method = if parts.method == Method::HEAD { Method::HEAD } else { Method::GET };
+    let mut req = Request::builder().method(method.clone()).uri(uri).version(parts.version);
+    for (n, v) in &parts.headers {
+        // Conditionals and ranges were for the original resource.
+        if !matches!(
+            n.as_str(),
+            "range" | "if-range" | "if-match" | "if-none-match" | "if-modified-since" | "if-unmodified-since"
+        ) {
+            req = req.header(n, v);
+        }
+    }
+    let (iparts, _) = req.body(()).ok()?.into_parts();
+    let route = site.routes.select(&path, &method, &iparts.headers)?;
+    let resp = content(route, &iparts, x).await.ok()?;
+    resp.status().is_success().then_some(resp)
+}
+
+/// nginx-like default error page.
+pub fn default_error(status: StatusCode) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let code = status.as_u16();
+    let body = if code == 204 || code == 304 || code < 200 {
+        Body::Empty
+    } else {
+        Body::full(format!(
+            "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>rampart</center>\r\n</body>\r\n</html>\r\n"
+        ))
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// Adds the headers every response carries, then logs (now, or when a streamed body ends).
+fn finish(
+    snap: &Snapshot,
+    site: Option<&Arc<Site>>,
+    route: Option<&Arc<Route>>,
+    x: Exchange,
+    mut resp: Response<Body>,
+) -> Response<Body> {
+    let h = resp.headers_mut();
+    if let Some(s) = &snap.server_header {
+        h.insert(header::SERVER, s.clone());
+    }
+    h.insert(reqid::HEADER, x.request_id.clone());
+    let status = resp.status().as_u16();
+    let log = LogAt {
+        site: site.cloned(),
+        route: route.cloned(),
+        unrouted: snap.unrouted.clone(),
+        x,
+        status,
+    };
+    match resp.body() {
+        Body::Stream(_) => resp.map(|b| Body::stream(LoggedBody { inner: b, sent: 0, log: Some(log) })),
+        b => {
+            let bytes = if log.x.method == Method::HEAD { 0 } else { b.exact_len().unwrap_or(0) };
+            log.write(bytes);
+            resp
+        }
+    }
+}
+
+/// Everything needed to log a request once its body is done.
+struct LogAt {
+    site: Option<Arc<Site>>,
+    route: Option<Arc<Route>>,
+    unrouted: Arc<crate::metrics::RouteMetrics>,
+    x: Exchange,
+    status: u16,
+}
+
+impl LogAt {
+    fn write(self, bytes: u64) {
+        let took = self.x.started.elapsed();
+        let m = self.route.as_ref().map_or(&self.unrouted, |r| &r.metrics);
+        m.record(self.status, bytes, took);
+        if let Some(log) = self.site.as_ref().and_then(|s| s.access_log.as_ref()) {
+            let site = self.site.as_ref().map_or("-", |s| s.label.as_str());
+            let route = self.route.as_ref().map_or("-", |r| r.label.as_str());
+            log.record(&self.x, (site, route), self.status, bytes, took);
+        }
+    }
+}
+
+/// A streamed body that counts bytes and logs when it ends or is dropped (client went away).
+struct LoggedBody {
+    inner: Body,
+    sent: u64,
+    log: Option<LogAt>,
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(l) = self.log.take() {
+            l.write(self.sent);
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                self.sent += d.len() as u64;
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: IpAddr) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(normalize_path("/a//b/./c/../d").as_deref(), Some("/a/b/d"));
+        assert_eq!(normalize_path("/%61dmin/").as_deref(), Some("/admin/"));
+        assert_eq!(normalize_path("/../etc/passwd"), None);
+        assert_eq!(normalize_path("/a/%2e%2e/%2e%2e/etc"), None);
+        assert_eq!(normalize_path("/x%00.html"), None);
+        assert_eq!(normalize_path("/x%zz"), None);
+        assert_eq!(normalize_path("/a/..").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn hosts_parse() {
+        assert_eq!(host_of(b"Example.COM:8080").as_deref(), Some("example.com"));
+        assert_eq!(host_of(b"example.com.").as_deref(), Some("example.com"));
+        assert_eq!(host_of(b"[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(host_of(b"a b"), None);
+        assert_eq!(host_of(b"a:99999"), None);
+        assert_eq!(host_of(b"evil/x"), None);
+    }
+}

@@ -1,0 +1,63 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Rampart: web server, reverse proxy, load balancer, cache, WAF and API gateway in one binary.
+///
+/// With no command, runs ./rampart.toml if it exists, else an embedded default config (a welcome
+/// page on 127.0.0.1:8080 and the admin listener on 127.0.0.1:9901).
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Diagnostic log level (error, warn, info, debug, trace); overrides the config.
+    #[arg(long, global = true, env = "RAMPART_LOG")]
+    pub log_level: Option<String>,
+    /// Worker threads (default: the CPUs this process may run on); overrides the config.
+    #[arg(long, global = true)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a directory as a static web server (no config file needed).
+    Serve(ServeArgs),
+    /// Run with a config file.
+    Run(ConfigArg),
+    /// Validate a config file: print every error with file:line:column, exit 0 (valid) or 1.
+    Check(ConfigArg),
+    /// Tell the running instance to reload its config (validates locally first).
+    Reload(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(short, long, default_value = "rampart.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory to serve.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Address to listen on (repeatable; IPv6 as [::1]:8080).
+    #[arg(short, long = "listen", default_value = "127.0.0.1:8080")]
+    pub listen: Vec<String>,
+    /// Show directory listings.
+    #[arg(long)]
+    pub browse: bool,
+    /// Do not compress responses on the fly.
+    #[arg(long)]
+    pub no_compress: bool,
+    /// Access log: "stdout" or a file path (default: off for this quick command).
+    #[arg(long)]
+    pub access_log: Option<String>,
+    /// Also start the admin listener (health, metrics) on this address.
+    #[arg(long)]
+    pub admin: Option<String>,
+}
