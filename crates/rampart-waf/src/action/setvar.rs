@@ -1,0 +1,55 @@
+//! `setvar:tx.x=+5`, `setvar:!tx.x`, `setvar:'tx.y=%{MATCHED_VAR}'`.
+
+use crate::macros::MacroStr;
+use crate::variable::VarKind;
+
+/// What setvar does to the variable.
+#[derive(Debug, Clone)]
+pub(crate) enum SetOp {
+    Set(MacroStr),
+    Add(MacroStr),
+    Sub(MacroStr),
+    Delete,
+}
+
+/// A parsed setvar.
+#[derive(Debug, Clone)]
+pub(crate) struct SetVar {
+    pub collection: VarKind,
+    pub key: MacroStr,
+    pub op: SetOp,
+}
+
+pub(crate) fn parse(arg: &str) -> Result<SetVar, String> {
+    let arg = arg.trim();
+    let (delete, arg) = match arg.strip_prefix('!') {
+        Some(r) => (true, r),
+        None => (false, arg),
+    };
+    let (lhs, rhs) = match arg.split_once('=') {
+        Some((l, r)) => (l, Some(r)),
+        None => (arg, None),
+    };
+    let (col, key) = lhs
+        .split_once('.')
+        .ok_or_else(|| format!("setvar needs collection.key: {arg:?}"))?;
+    let collection = VarKind::parse(col.trim()).ok_or_else(|| format!("setvar: unknown collection {col:?}"))?;
+    let key = MacroStr::parse(&key.trim().to_ascii_lowercase());
+    let op = if delete {
+        SetOp::Delete
+    } else {
+        match rhs {
+            None => SetOp::Set(MacroStr::parse("1")),
+            Some(r) => {
+                if let Some(v) = r.strip_prefix('+') {
+                    SetOp::Add(MacroStr::parse(v))
+                } else if let Some(v) = r.strip_prefix('-') {
+                    SetOp::Sub(MacroStr::parse(v))
+                } else {
+                    SetOp::Set(MacroStr::parse(r))
+                }
+            }
+        }
+    };
+    Ok(SetVar { collection, key, op })
+}

@@ -1,0 +1,100 @@
+//! What the engine records about matches, for the connector's audit/error log.
+
+use crate::rule::Phase;
+
+/// ModSecurity severities (syslog levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Severity {
+    Emergency = 0,
+    Alert = 1,
+    Critical = 2,
+    Error = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+impl Severity {
+    /// Parses `CRITICAL` or `2`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        use Severity::*;
+        Some(match s.trim().to_ascii_uppercase().as_str() {
+            "0" | "EMERGENCY" => Emergency,
+            "1" | "ALERT" => Alert,
+            "2" | "CRITICAL" => Critical,
+            "3" | "ERROR" => Error,
+            "4" | "WARNING" => Warning,
+            "5" | "NOTICE" => Notice,
+            "6" | "INFO" => Info,
+            "7" | "DEBUG" => Debug,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<Severity> {
+        Severity::parse(&v.to_string())
+    }
+
+    /// Upper-case name.
+    pub fn name(self) -> &'static str {
+        use Severity::*;
+        match self {
+            Emergency => "EMERGENCY",
+            Alert => "ALERT",
+            Critical => "CRITICAL",
+            Error => "ERROR",
+            Warning => "WARNING",
+            Notice => "NOTICE",
+            Info => "INFO",
+            Debug => "DEBUG",
+        }
+    }
+}
+
+/// One rule that matched during a transaction.
+#[derive(Debug, Clone)]
+pub struct MatchedRule {
+    /// Rule id.
+    pub id: u32,
+    /// Phase it matched in.
+    pub phase: Phase,
+    /// Expanded `msg`.
+    pub msg: String,
+    /// Expanded `logdata`.
+    pub logdata: String,
+    /// `severity`, if set.
+    pub severity: Option<Severity>,
+    /// `tag`s.
+    pub tags: Vec<String>,
+    /// Name of the variable that matched last (`ARGS:id`).
+    pub matched_var_name: String,
+    /// Start of the transformed value that matched (at most 200 bytes, lossy UTF-8).
+    pub matched_data: String,
+    /// Whether the rule asks to be logged (`log`, default; `nolog` clears it).
+    pub log: bool,
+    /// Whether the rule interrupted the transaction.
+    pub disruptive: bool,
+    /// Rule file and line.
+    pub file: String,
+    /// Line in `file`.
+    pub line: usize,
+}
+
+impl MatchedRule {
+    /// A ModSecurity-style error-log line: `... [id "942100"] [msg "..."] ...`.
+    pub fn log_line(&self) -> String {
+        let mut s = format!(
+            "ModSecurity: Warning. Matched {}. [file \"{}\"] [line \"{}\"] [id \"{}\"] [msg \"{}\"] [data \"{}\"]",
+            self.matched_var_name, self.file, self.line, self.id, self.msg, self.logdata
+        );
+        if let Some(sev) = self.severity {
+            s.push_str(&format!(" [severity \"{}\"]", sev.name()));
+        }
+        for t in &self.tags {
+            s.push_str(&format!(" [tag \"{t}\"]"));
+        }
+        s
+    }
+}

@@ -1,0 +1,80 @@
+//! `%{tx.score}` style macros in action arguments and operator parameters, parsed once
+//! at load time into literal and variable parts.
+
+use crate::variable::VarKind;
+
+/// One piece of a macro string.
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    Lit(Vec<u8>),
+    /// Variable with an optional (lowercased) key: `%{tx.x}`, `%{MATCHED_VAR}`.
+    Var(VarKind, Option<String>),
+    /// `%{rule.id}`, `%{rule.msg}`…
+    Rule(String),
+}
+
+/// A string that may contain `%{…}` references.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MacroStr {
+    pub parts: Vec<Part>,
+}
+
+impl MacroStr {
+    pub fn parse(s: &str) -> MacroStr {
+        let mut parts = Vec::new();
+        let mut lit: Vec<u8> = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 1 < b.len() && b[i + 1] == b'{' {
+                if let Some(end) = s[i + 2..].find('}') {
+                    let inner = &s[i + 2..i + 2 + end];
+                    let (name, key) = match inner.find(['.', ':']) {
+                        Some(p) => (&inner[..p], Some(inner[p + 1..].to_ascii_lowercase())),
+                        None => (inner, None),
+                    };
+                    let part = if name.eq_ignore_ascii_case("rule") {
+                        Some(Part::Rule(key.unwrap_or_default()))
+                    } else {
+                        VarKind::parse(name).map(|k| Part::Var(k, key))
+                    };
+                    if let Some(p) = part {
+                        if !lit.is_empty() {
+                            parts.push(Part::Lit(std::mem::take(&mut lit)));
+                        }
+                        parts.push(p);
+                        i += 2 + end + 1;
+                        continue;
+                    }
+                }
+            }
+            lit.push(b[i]);
+            i += 1;
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        MacroStr { parts }
+    }
+
+    /// The literal text when there are no references.
+    pub fn as_static(&self) -> Option<&[u8]> {
+        match self.parts.as_slice() {
+            [] => Some(b""),
+            [Part::Lit(l)] => Some(l),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_refs() {
+        let m = MacroStr::parse("a%{tx.X}b%{MATCHED_VAR}%{rule.id}%{bogus}");
+        assert_eq!(m.parts.len(), 6);
+        assert!(matches!(&m.parts[1], Part::Var(VarKind::Tx, Some(k)) if k == "x"));
+    }
+}

@@ -1,0 +1,270 @@
+//! `@rx`: PCRE-style regex. Compiled with the linear-time `regex` crate in byte mode
+//! (like PCRE without UTF: `\xNN` is a byte, `\w`/`\s` are ASCII); patterns using
+//! lookaround or backreferences fall back to `fancy-regex` with a backtrack limit.
+
+use std::borrow::Cow;
+
+/// A compiled `@rx` pattern.
+#[derive(Debug)]
+pub enum CompiledRegex {
+    /// Linear-time engine on raw bytes.
+    Fast(regex::bytes::Regex),
+    /// Backtracking engine for PCRE-only features (works on lossy UTF-8).
+    Fancy(fancy_regex::Regex),
+}
+
+/// Which engine a rule's regex got (reported at load time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `regex` crate.
+    Regex,
+    /// `fancy-regex` fallback.
+    FancyRegex,
+}
+
+impl CompiledRegex {
+    /// Compiles `pat`, translating PCRE-isms the `regex` crate spells differently.
+    pub fn compile(pat: &str, backtrack_limit: usize) -> Result<CompiledRegex, String> {
+        let tr = translate(pat);
+        let needs_fancy = has_fancy_features(pat);
+        if !needs_fancy {
+            let fast = regex::bytes::RegexBuilder::new(&tr)
+                .unicode(false)
+                .size_limit(256 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+                .or_else(|_| {
+                    regex::bytes::RegexBuilder::new(&tr)
+                        .size_limit(256 << 20)
+                        .dfa_size_limit(64 << 20)
+                        .build()
+                });
+            if let Ok(r) = fast {
+                return Ok(CompiledRegex::Fast(r));
+            }
+        }
+        fancy_regex::RegexBuilder::new(&tr)
+            .backtrack_limit(backtrack_limit.max(1_000_000))
+            .delegate_size_limit(256 << 20)
+            .build()
+            .map(CompiledRegex::Fancy)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Engine used.
+    pub fn engine(&self) -> Engine {
+        match self {
+            CompiledRegex::Fast(_) => Engine::Regex,
+            CompiledRegex::Fancy(_) => Engine::FancyRegex,
+        }
+    }
+
+    /// True when the pattern matches somewhere in `input`.
+    pub fn is_match(&self, input: &[u8]) -> bool {
+        match self {
+            CompiledRegex::Fast(r) => r.is_match(input),
+            CompiledRegex::Fancy(r) => r.is_match(&String::from_utf8_lossy(input)).unwrap_or(false),
+        }
+    }
+
+    /// First match with up to 10 groups (TX.0–TX.9 for `capture`).
+    pub fn captures(&self, input: &[u8]) -> Option<Vec<Vec<u8>>> {
+        match self {
+            CompiledRegex::Fast(r) => r.captures(input).map(|c| {
+                (0..c.len().min(10))
+                    .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
+                    .collect()
+            }),
+            CompiledRegex::Fancy(r) => {
+                let s: Cow<'_, str> = String::from_utf8_lossy(input);
+                match r.captures(&s) {
+                    Ok(Some(c)) => Some(
+                        (0..c.len().min(10))
+                            .map(|i| c.get(i).map(|m| m.as_str().as_bytes().to_vec()).unwrap_or_default())
+                            .collect(),
+                    ),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Lookaround and backreferences need the backtracking engine.
+fn has_fancy_features(pat: &str) -> bool {
+    let b = pat.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if i + 1 < b.len() && !in_class && b[i + 1].is_ascii_digit() && b[i + 1] != b'0' {
+                    return true;
+                }
+                i += 2;
+                continue;
+            }
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class => {
+                let rest = &b[i + 1..];
+                if rest.starts_with(b"?=")
+                    || rest.starts_with(b"?!")
+                    || rest.starts_with(b"?<=")
+                    || rest.starts_with(b"?<!")
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Rewrites PCRE syntax into what `regex`/`fancy-regex` accept: atomic groups and
+/// possessive quantifiers become plain ones, `$`/`\Z` get PCRE's "before a final
+/// newline" meaning, `[`/`&`/`~` inside classes are escaped, `\e`, `\h`, `\R` spelled out.
+pub fn translate(pat: &str) -> String {
+    let b = pat.as_bytes();
+    let mut out = String::with_capacity(pat.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            let n = b[i + 1];
+            match n {
+                b'Z' if !in_class => out.push_str(r"(?:\n?\z)"),
+                b'z' if !in_class => out.push_str(r"\z"),
+                b'A' if !in_class => out.push_str(r"\A"),
+                b'e' => out.push_str(r"\x1b"),
+                b'h' => out.push_str(if in_class { r" \t" } else { r"[ \t]" }),
+                b'R' if !in_class => out.push_str(r"(?:\r\n|\n|\r)"),
+                // PCRE: escaped punctuation is the literal char (`\<` is not a word boundary).
+                b'<' | b'>' | b'_' | b'\'' | b'"' | b'`' | b'@' | b'%' | b'=' | b':' | b';'
+                | b',' | b'!' => out.push(n as char),
+                _ => {
+                    // Copy the escape and any multi-byte char following it intact.
+                    out.push('\\');
+                    let s = &pat[i + 1..];
+                    if let Some(ch) = s.chars().next() {
+                        out.push(ch);
+                        i += 1 + ch.len_utf8();
+                        continue;
+                    }
+                }
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            match c {
+                b']' if i > class_start => {
+                    in_class = false;
+                    out.push(']');
+                }
+                b'[' => {
+                    if b[i..].starts_with(b"[:") {
+                        if let Some(end) = pat[i..].find(":]") {
+                            out.push_str(&pat[i..i + end + 2]);
+                            i += end + 2;
+                            continue;
+                        }
+                    }
+                    out.push_str(r"\[");
+                }
+                b'&' => out.push_str(r"\&"),
+                b'~' => out.push_str(r"\~"),
+                b'-' if i + 1 < b.len() && b[i + 1] == b'-' => out.push_str(r"\-"),
+                _ => {
+                    let s = &pat[i..];
+                    if let Some(ch) = s.chars().next() {
+                        out.push(ch);
+                        i += ch.len_utf8();
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if i < b.len() && b[i] == b'^' {
+                    out.push('^');
+                    i += 1;
+                }
+                // A leading ']' is literal in PCRE.
+                if i < b.len() && b[i] == b']' {
+                    out.push_str(r"\]");
+                    i += 1;
+                }
+                class_start = i;
+                continue;
+            }
+            b'(' if b[i..].starts_with(b"(?>") => {
+                out.push_str("(?:");
+                i += 3;
+                continue;
+            }
+            b'$' => out.push_str(r"(?:\n?\z)"),
+            b'+' if i > 0 && matches!(b[i - 1], b'*' | b'+' | b'?' | b'}') && !prev_escaped(b, i - 1) => {
+                // possessive quantifier: drop the '+'
+            }
+            _ => {
+                let s = &pat[i..];
+                if let Some(ch) = s.chars().next() {
+                    out.push(ch);
+                    i += ch.len_utf8();
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// True when the byte at `i` is escaped by an odd number of backslashes.
+fn prev_escaped(b: &[u8], i: usize) -> bool {
+    let mut n = 0;
+    let mut j = i;
+    while j > 0 && b[j - 1] == b'\\' {
+        n += 1;
+        j -= 1;
+    }
+    n % 2 == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translates_pcre() {
+        assert_eq!(translate("a++b"), "a+b");
+        assert_eq!(translate("(?>a)"), "(?:a)");
+        assert_eq!(translate("[[a]"), r"[\[a]");
+        assert_eq!(translate("a$"), r"a(?:\n?\z)");
+        assert_eq!(translate(r"\/x"), r"\/x");
+    }
+
+    #[test]
+    fn byte_mode_matches_high_bytes() {
+        let r = CompiledRegex::compile(r"\xff", 1000).ok();
+        assert!(r.is_some_and(|r| r.is_match(&[0x41, 0xff])));
+    }
+
+    #[test]
+    fn lookahead_uses_fancy() {
+        let r = CompiledRegex::compile(r"a(?!b)", 1000).ok();
+        assert!(r.as_ref().is_some_and(|r| r.engine() == Engine::FancyRegex));
+        assert!(r.as_ref().is_some_and(|r| r.is_match(b"ac") && !r.is_match(b"ab")));
+    }
+}

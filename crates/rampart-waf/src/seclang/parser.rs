@@ -1,0 +1,385 @@
+//! Turns logical lines into rules: resolves Include, tracks SecDefaultAction per phase,
+//! assembles chains and applies SecRuleRemove*/SecRuleUpdateTarget* at the end.
+
+use super::lexer::{logical_lines, tokenize};
+use crate::action::{parse_actions, ParsedActions};
+use crate::error::{Location, WafError};
+use crate::operator::{OpEnv, OpError, Operator, OperatorSpec};
+use crate::rule::{Disruptive, Link, Phase, Rule};
+use crate::ruleset::{Config, Inner, LoadReport, Loader, RuleSet, Unsupported};
+use crate::transform::Transform;
+use crate::variable::{parse_targets, Targets};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const MAX_INCLUDE_DEPTH: usize = 32;
+
+/// A removal or target update recorded by directives, applied in `finish`.
+pub(crate) enum Amend {
+    RemoveIds(Vec<(u32, u32)>),
+    RemoveTag(String),
+    RemoveMsg(String),
+    UpdateTargetsById(Vec<(u32, u32)>, Targets),
+    UpdateTargetsByTag(String, Targets),
+}
+
+pub(crate) struct Parser<'a> {
+    pub loader: &'a dyn Loader,
+    pub report: LoadReport,
+    pub rules: Vec<Rule>,
+    pub defaults: HashMap<Phase, ParsedActions>,
+    /// A rule whose last link had `chain`, waiting for the next SecRule.
+    pub pending: Option<Rule>,
+    pub amends: Vec<Amend>,
+    pub config: Config,
+    tchains: HashMap<Vec<Transform>, u32>,
+    /// Current file, for relative Include/@pmFromFile paths.
+    pub current_file: String,
+}
+
+/// Directory part of a path ("" when none).
+fn dirname(p: &str) -> &str {
+    match p.rfind('/') {
+        Some(i) => &p[..i],
+        None => "",
+    }
+}
+
+/// Resolves `rel` against the directory of `base`.
+pub(crate) fn resolve(base: &str, rel: &str) -> String {
+    if rel.starts_with('/') {
+        return rel.to_string();
+    }
+    let d = dirname(base);
+    if d.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{d}/{rel}")
+    }
+}
+
+struct Env<'p> {
+    loader: &'p dyn Loader,
+    file: &'p str,
+    limit: usize,
+}
+
+impl OpEnv for Env<'_> {
+    fn read_data_file(&mut self, name: &str) -> Result<String, String> {
+        let p = resolve(self.file, name);
+        self.loader.read(&p).map_err(|e| format!("cannot read {p}: {e}"))
+    }
+    fn backtrack_limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(loader: &'a dyn Loader) -> Self {
+        Parser {
+            loader,
+            report: LoadReport::default(),
+            rules: Vec::new(),
+            defaults: HashMap::new(),
+            pending: None,
+            amends: Vec::new(),
+            config: Config::default(),
+            tchains: HashMap::new(),
+            current_file: String::new(),
+        }
+    }
+
+    /// Loads a path or glob; `from` is the including file (for relative paths).
+    pub fn include(&mut self, pattern: &str, from: Option<&Location>, depth: usize) -> Result<(), WafError> {
+        if depth > MAX_INCLUDE_DEPTH {
+            return Err(WafError::IncludeDepth(pattern.to_string()));
+        }
+        let pat = match from {
+            Some(l) => resolve(&l.file, pattern),
+            None => pattern.to_string(),
+        };
+        let paths = self.loader.glob(&pat).map_err(|reason| WafError::Io {
+            path: pat.clone(),
+            reason,
+        })?;
+        for path in paths {
+            let text = self.loader.read(&path).map_err(|reason| WafError::Io {
+                path: path.clone(),
+                reason,
+            })?;
+            self.report.files.push(path.clone());
+            self.parse_text(&path, &text, depth)?;
+        }
+        Ok(())
+    }
+
+    fn parse_text(&mut self, file: &str, text: &str, depth: usize) -> Result<(), WafError> {
+        let saved = std::mem::replace(&mut self.current_file, file.to_string());
+        for ll in logical_lines(text) {
+            let toks = tokenize(&ll.text).map_err(|(off, message)| {
+                let (line, col) = ll.position(off);
+                WafError::Parse {
+                    location: Location {
+                        file: file.to_string(),
+                        line,
+                        col,
+                    },
+                    message,
+                }
+            })?;
+            let Some(first) = toks.first() else { continue };
+            let (line, col) = ll.position(first.offset);
+            let loc = Location {
+                file: file.to_string(),
+                line,
+                col,
+            };
+            let args: Vec<(String, Location)> = toks[1..]
+                .iter()
+                .map(|t| {
+                    let (line, col) = ll.position(t.offset);
+                    (
+                        t.text.clone(),
+                        Location {
+                            file: file.to_string(),
+                            line,
+                            col,
+                        },
+                    )
+                })
+                .collect();
+            self.directive(&first.text, &args, &loc, depth)?;
+        }
+        self.current_file = saved;
+        Ok(())
+    }
+
+    pub fn err(loc: &Location, message: impl Into<String>) -> WafError {
+        WafError::Parse {
+            location: loc.clone(),
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(&mut self, loc: &Location, what: impl Into<String>) {
+        self.report.unsupported.push(Unsupported {
+            location: loc.to_string(),
+            what: what.into(),
+        });
+    }
+
+    fn intern(&mut self, t: &[Transform]) -> u32 {
+        if let Some(&id) = self.tchains.get(t) {
+            return id;
+        }
+        let id = self.tchains.len() as u32;
+        self.tchains.insert(t.to_vec(), id);
+        id
+    }
+
+    /// Builds a rule or chain link from SecRule/SecAction arguments.
+    pub fn add_rule(
+        &mut self,
+        targets: Option<(&str, &Location)>,
+        operator: Option<(&str, &Location)>,
+        actions: Option<(&str, &Location)>,
+        loc: &Location,
+    ) -> Result<(), WafError> {
+        let mut pa = match actions {
+            Some((a, l)) => parse_actions(a).map_err(|m| Self::err(l, m))?,
+            None => ParsedActions::default(),
+        };
+        for u in std::mem::take(&mut pa.unsupported) {
+            self.unsupported(actions.map_or(loc, |(_, l)| l), format!("action {u}"));
+        }
+        let targets = match targets {
+            Some((t, l)) => parse_targets(t).map_err(|m| Self::err(l, m))?,
+            None => Targets::default(),
+        };
+        let op = match operator {
+            Some((o, l)) => {
+                let mut env = Env {
+                    loader: self.loader,
+                    file: &self.current_file,
+                    limit: self.config.backtrack_limit,
+                };
+                match OperatorSpec::parse(o, &mut env) {
+                    Ok(op) => Some(op),
+                    Err(OpError::Invalid(m)) => return Err(Self::err(l, m)),
+                    Err(OpError::Unsupported(name)) => {
+                        self.unsupported(l, format!("operator {name} (rule never matches)"));
+                        Some(OperatorSpec {
+                            op: Operator::NoMatch,
+                            negated: false,
+                            name,
+                            param: String::new(),
+                        })
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let is_link = self.pending.is_some();
+        let phase = match &self.pending {
+            Some(head) => head.phase,
+            None => pa.phase.unwrap_or(Phase::RequestBody),
+        };
+        let defaults = self.defaults.get(&phase).cloned().unwrap_or_default();
+        let mut transforms = if pa.transforms_reset {
+            Vec::new()
+        } else {
+            defaults.transforms.clone()
+        };
+        transforms.extend(pa.transforms.iter().copied());
+        let tchain = self.intern(&transforms);
+        if let Some(OperatorSpec {
+            op: Operator::Rx(re), ..
+        }) = &op
+        {
+            let id = match &self.pending {
+                Some(h) => h.id,
+                None => pa.id.unwrap_or(0),
+            };
+            self.report.regex_engines.push((id, re.engine().into()));
+        }
+        let link = Link {
+            targets,
+            op,
+            transforms,
+            tchain,
+            multi_match: pa.multi_match,
+            capture: pa.capture,
+            effects: std::mem::take(&mut pa.effects),
+        };
+        if is_link {
+            if let Some(head) = self.pending.as_mut() {
+                head.links.push(link);
+            }
+            if !pa.chain {
+                if let Some(head) = self.pending.take() {
+                    self.rules.push(head);
+                }
+            }
+            return Ok(());
+        }
+        let id = pa.id.ok_or_else(|| Self::err(loc, "rule has no id"))?;
+        let rule = Rule {
+            id,
+            phase,
+            links: vec![link],
+            msg: pa.msg,
+            logdata: pa.logdata,
+            severity: pa.severity,
+            tags: pa.tags,
+            disruptive: pa.disruptive.or(defaults.disruptive).unwrap_or(Disruptive::Pass),
+            status: pa.status.or(defaults.status),
+            log: pa.log.or(defaults.log).unwrap_or(true),
+            skip: pa.skip,
+            skip_after: pa.skip_after,
+            marker: None,
+            file: Arc::from(loc.file.as_str()),
+            line: loc.line,
+        };
+        self.report.rules += 1;
+        if pa.chain {
+            self.pending = Some(rule);
+        } else {
+            self.rules.push(rule);
+        }
+        Ok(())
+    }
+
+    pub fn add_marker(&mut self, name: &str, loc: &Location) {
+        self.rules.push(Rule {
+            id: 0,
+            phase: Phase::RequestHeaders,
+            links: Vec::new(),
+            msg: None,
+            logdata: None,
+            severity: None,
+            tags: Vec::new(),
+            disruptive: Disruptive::Pass,
+            status: None,
+            log: false,
+            skip: 0,
+            skip_after: None,
+            marker: Some(name.to_string()),
+            file: Arc::from(loc.file.as_str()),
+            line: loc.line,
+        });
+    }
+
+    /// Applies removals/updates and builds the phase index.
+    pub fn finish(mut self) -> Result<(RuleSet, LoadReport), WafError> {
+        if let Some(head) = self.pending.take() {
+            // A dangling `chain` at the end: keep the rule as written (ModSecurity errors;
+            // we prefer loading and reporting).
+            self.report.unsupported.push(Unsupported {
+                location: format!("{}:{}", head.file, head.line),
+                what: format!("rule {} ends with chain but no chained rule follows", head.id),
+            });
+            self.rules.push(head);
+        }
+        let in_ranges = |id: u32, r: &[(u32, u32)]| r.iter().any(|&(a, b)| id >= a && id <= b);
+        let before = self.rules.len();
+        for a in &self.amends {
+            match a {
+                Amend::RemoveIds(r) => self.rules.retain(|x| x.marker.is_some() || !in_ranges(x.id, r)),
+                Amend::RemoveTag(t) => self.rules.retain(|x| !x.tags.iter().any(|g| g == t)),
+                Amend::RemoveMsg(m) => self.rules.retain(|x| {
+                    x.msg.as_ref().and_then(|s| s.as_static()).map_or(true, |s| s != m.as_bytes())
+                }),
+                Amend::UpdateTargetsById(..) | Amend::UpdateTargetsByTag(..) => {}
+            }
+        }
+        self.report.removed = before - self.rules.len();
+        for a in std::mem::take(&mut self.amends) {
+            let (sel_ids, sel_tag, t) = match a {
+                Amend::UpdateTargetsById(r, t) => (Some(r), None, t),
+                Amend::UpdateTargetsByTag(tag, t) => (None, Some(tag), t),
+                _ => continue,
+            };
+            for rule in self.rules.iter_mut().filter(|x| x.marker.is_none()) {
+                let hit = match (&sel_ids, &sel_tag) {
+                    (Some(r), _) => in_ranges(rule.id, r),
+                    (_, Some(tag)) => rule.tags.iter().any(|g| g == tag),
+                    _ => false,
+                };
+                if hit {
+                    if let Some(first) = rule.links.first_mut() {
+                        first.targets.targets.extend(t.targets.iter().cloned());
+                        first.targets.exclusions.extend(t.exclusions.iter().cloned());
+                    }
+                }
+            }
+        }
+        let mut phases: [Vec<usize>; 6] = Default::default();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.marker.is_some() {
+                for p in phases.iter_mut().skip(1) {
+                    p.push(i);
+                }
+            } else {
+                phases[r.phase.number() as usize].push(i);
+            }
+        }
+        let mut default_disruptive: [Disruptive; 6] = std::array::from_fn(|_| Disruptive::Pass);
+        let mut default_status = [None; 6];
+        for (ph, d) in &self.defaults {
+            if let Some(x) = &d.disruptive {
+                default_disruptive[ph.number() as usize] = x.clone();
+            }
+            default_status[ph.number() as usize] = d.status;
+        }
+        let inner = Inner {
+            rules: self.rules,
+            phases,
+            config: self.config,
+            default_disruptive,
+            default_status,
+            tchain_count: self.tchains.len() as u32,
+        };
+        Ok((RuleSet { inner: Arc::new(inner) }, self.report))
+    }
+}

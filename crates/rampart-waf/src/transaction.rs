@@ -1,0 +1,982 @@
+//! One HTTP exchange being inspected. The connector calls the phase methods in order;
+//! each may return an [`Interruption`] (only in engine mode `On`).
+
+use crate::action::ctl::{BodyProcessor, Ctl, IdRanges};
+use crate::action::setvar::{SetOp, SetVar};
+use crate::audit::{MatchedRule, Severity};
+use crate::body;
+use crate::collection::Collection;
+use crate::macros::{MacroStr, Part};
+use crate::operator::numeric::atoi;
+use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
+use crate::ruleset::{EngineMode, Inner};
+use crate::variable::{Exclusion, Selector, Target, VarKind};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the connector must do when a rule interrupts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterruptionAction {
+    /// Answer with `status` and stop.
+    Deny,
+    /// Close the connection without answering.
+    Drop,
+    /// Answer with a redirect to this URL (`status` is 302 unless the rule set one).
+    Redirect(String),
+}
+
+/// A verdict that stops the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// Rule that interrupted (0 for engine limits such as the body size).
+    pub rule_id: u32,
+    /// What to do.
+    pub action: InterruptionAction,
+}
+
+/// Which rules a runtime target exclusion (`ctl:ruleRemoveTarget…`) applies to.
+#[derive(Debug, Clone)]
+enum RuleSel {
+    Ids(IdRanges),
+    Tag(String),
+}
+
+/// A resolved variable value with where it came from.
+struct Val {
+    kind: VarKind,
+    key: Option<Arc<str>>,
+    value: Arc<[u8]>,
+    /// `&VAR` count.
+    count: bool,
+}
+
+impl Val {
+    fn name(&self) -> String {
+        let prefix = if self.count { "&" } else { "" };
+        match &self.key {
+            Some(k) => format!("{prefix}{}:{k}", self.kind.name()),
+            None => format!("{prefix}{}", self.kind.name()),
+        }
+    }
+}
+
+static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// Per-transaction state. Not shared between threads; create one per request.
+pub struct Transaction {
+    rs: Arc<Inner>,
+    mode: EngineMode,
+    args_get: Collection,
+    args_post: Collection,
+    req_headers: Collection,
+    cookies: Collection,
+    resp_headers: Collection,
+    tx: Collection,
+    env: Collection,
+    others: HashMap<VarKind, Collection>,
+    files: Collection,
+    files_sizes: Collection,
+    multipart_headers: Collection,
+    xml_text: Option<Arc<[u8]>>,
+    xml_attrs: Vec<Arc<[u8]>>,
+    matched_vars: Collection,
+    scalars: HashMap<VarKind, Arc<[u8]>>,
+    matched_var: Arc<[u8]>,
+    matched_var_name: Arc<str>,
+    req_body: Vec<u8>,
+    req_body_exceeded: bool,
+    resp_body: Vec<u8>,
+    resp_content_type: String,
+    body_processor: Option<BodyProcessor>,
+    force_body_var: bool,
+    req_body_access: bool,
+    resp_body_access: bool,
+    req_body_limit: u64,
+    removed_ids: Vec<(u32, u32)>,
+    removed_tags: Vec<String>,
+    target_removals: Vec<(RuleSel, Exclusion)>,
+    matched: Vec<MatchedRule>,
+    interruption: Option<Interruption>,
+    phase_done: u8,
+    allow_until: u8,
+    cache: HashMap<(u32, u64, usize), Arc<[u8]>>,
+}
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+fn arc(b: &[u8]) -> Arc<[u8]> {
+    Arc::from(b)
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Transaction {
+    pub(crate) fn new(rs: Arc<Inner>) -> Transaction {
+        let c = &rs.config;
+        let n = TX_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let uid = format!("{:016x}{:08x}", t ^ n.rotate_left(32), n as u32);
+        let mut scalars = HashMap::new();
+        scalars.insert(VarKind::UniqueId, arc(uid.as_bytes()));
+        let secs = t / 1_000_000_000;
+        scalars.insert(VarKind::TimeEpoch, arc(secs.to_string().as_bytes()));
+        Transaction {
+            mode: c.mode,
+            req_body_access: c.request_body_access,
+            resp_body_access: c.response_body_access,
+            req_body_limit: c.request_body_limit,
+            rs,
+            args_get: Collection::new(),
+            args_post: Collection::new(),
+            req_headers: Collection::new(),
+            cookies: Collection::new(),
+            resp_headers: Collection::new(),
+            tx: Collection::new(),
+            env: Collection::new(),
+            others: HashMap::new(),
+            files: Collection::new(),
+            files_sizes: Collection::new(),
+            multipart_headers: Collection::new(),
+            xml_text: None,
+            xml_attrs: Vec::new(),
+            matched_vars: Collection::new(),
+            scalars,
+            matched_var: arc(b""),
+            matched_var_name: Arc::from(""),
+            req_body: Vec::new(),
+            req_body_exceeded: false,
+            resp_body: Vec::new(),
+            resp_content_type: String::new(),
+            body_processor: None,
+            force_body_var: false,
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            target_removals: Vec::new(),
+            matched: Vec::new(),
+            interruption: None,
+            phase_done: 0,
+            allow_until: 0,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn set_scalar(&mut self, k: VarKind, v: &[u8]) {
+        self.scalars.insert(k, arc(v));
+    }
+
+    /// Connection endpoints (REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT).
+    pub fn process_connection(&mut self, client_ip: &str, client_port: u16, server_ip: &str, server_port: u16) {
+        self.set_scalar(VarKind::RemoteAddr, client_ip.as_bytes());
+        self.set_scalar(VarKind::RemoteHost, client_ip.as_bytes());
+        self.set_scalar(VarKind::RemotePort, client_port.to_string().as_bytes());
+        self.set_scalar(VarKind::ServerAddr, server_ip.as_bytes());
+        self.set_scalar(VarKind::ServerPort, server_port.to_string().as_bytes());
+    }
+
+    /// Request line. `uri` is the request target exactly as received.
+    pub fn process_uri(&mut self, uri: &str, method: &str, protocol: &str) {
+        let line = format!("{method} {uri} {protocol}");
+        self.set_scalar(VarKind::RequestLine, line.as_bytes());
+        self.set_scalar(VarKind::RequestMethod, method.as_bytes());
+        self.set_scalar(VarKind::RequestProtocol, protocol.as_bytes());
+        self.set_scalar(VarKind::RequestUriRaw, uri.as_bytes());
+        // Strip scheme://authority from absolute-form targets.
+        let mut rel = uri;
+        if let Some(p) = uri.find("://") {
+            if uri[..p].bytes().all(|c| c.is_ascii_alphabetic()) {
+                let after = &uri[p + 3..];
+                rel = match after.find('/') {
+                    Some(s) => &after[s..],
+                    None => "/",
+                };
+            }
+        }
+        self.set_scalar(VarKind::RequestUri, rel.as_bytes());
+        let (path, query) = match rel.find('?') {
+            Some(q) => (&rel[..q], Some(&rel[q + 1..])),
+            None => (rel, None),
+        };
+        self.set_scalar(VarKind::RequestFilename, path.as_bytes());
+        let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
+        self.set_scalar(VarKind::RequestBasename, base.as_bytes());
+        if let Some(q) = query {
+            self.set_scalar(VarKind::QueryString, q.as_bytes());
+            let limit = self.rs.config.arguments_limit;
+            for (n, v) in body::urlencoded::parse(q.as_bytes(), b'&') {
+                if self.args_get.len() >= limit {
+                    break;
+                }
+                self.args_get.add(&lossy(&n), &v);
+            }
+        } else {
+            self.set_scalar(VarKind::QueryString, b"");
+        }
+    }
+
+    /// Adds a request header (call once per header line, in order).
+    pub fn add_request_header(&mut self, name: &str, value: &str) {
+        self.req_headers.add(name, value.as_bytes());
+        if name.eq_ignore_ascii_case("cookie") {
+            for part in value.split(';') {
+                let part = part.trim_start();
+                if part.is_empty() {
+                    continue;
+                }
+                let (n, v) = part.split_once('=').unwrap_or((part, ""));
+                self.cookies.add(n.trim_end(), v.as_bytes());
+            }
+        }
+    }
+
+    fn content_type(&self) -> Vec<u8> {
+        self.req_headers.get("content-type").map(|v| v.to_vec()).unwrap_or_default()
+    }
+
+    /// Runs phase 1.
+    pub fn process_request_headers(&mut self) -> Option<Interruption> {
+        let ct = self.content_type().to_ascii_lowercase();
+        if ct.starts_with(b"application/x-www-form-urlencoded") {
+            self.set_body_processor(BodyProcessor::UrlEncoded);
+        } else if ct.starts_with(b"multipart/form-data") {
+            self.set_body_processor(BodyProcessor::Multipart);
+        }
+        self.run_until(Phase::RequestHeaders)
+    }
+
+    fn set_body_processor(&mut self, bp: BodyProcessor) {
+        self.body_processor = Some(bp);
+        self.set_scalar(VarKind::ReqbodyProcessor, bp.name().as_bytes());
+    }
+
+    /// Buffers request body bytes (up to SecRequestBodyLimit).
+    pub fn append_request_body(&mut self, data: &[u8]) {
+        let limit = self.req_body_limit as usize;
+        let room = limit.saturating_sub(self.req_body.len());
+        if data.len() > room {
+            self.req_body_exceeded = true;
+            self.req_body.extend_from_slice(&data[..room]);
+        } else {
+            self.req_body.extend_from_slice(data);
+        }
+    }
+
+    /// Parses the body with the selected processor and runs phase 2.
+    pub fn process_request_body(&mut self) -> Option<Interruption> {
+        if self.phase_done < Phase::RequestHeaders.number() {
+            if let Some(i) = self.process_request_headers() {
+                return Some(i);
+            }
+        }
+        if self.interruption.is_some() {
+            return self.interruption.clone();
+        }
+        if self.req_body_exceeded {
+            self.set_scalar(VarKind::InboundDataError, b"1");
+            if self.rs.config.request_body_limit_reject && self.mode == EngineMode::On {
+                self.interruption = Some(Interruption {
+                    status: 413,
+                    rule_id: 0,
+                    action: InterruptionAction::Deny,
+                });
+                return self.interruption.clone();
+            }
+        } else {
+            self.set_scalar(VarKind::InboundDataError, b"0");
+        }
+        self.set_scalar(VarKind::ReqbodyError, b"0");
+        self.set_scalar(VarKind::ReqbodyProcessorError, b"0");
+        if self.req_body_access {
+            self.parse_request_body();
+        }
+        let len = self.req_body.len().to_string();
+        self.set_scalar(VarKind::RequestBodyLength, len.as_bytes());
+        let combined: usize = self
+            .args_get
+            .entries()
+            .iter()
+            .chain(self.args_post.entries())
+            .map(|e| e.key.len() + e.value.len())
+            .sum();
+        self.set_scalar(VarKind::ArgsCombinedSize, combined.to_string().as_bytes());
+        self.run_until(Phase::RequestBody)
+    }
+
+    fn body_error(&mut self, msg: &str) {
+        self.set_scalar(VarKind::ReqbodyError, b"1");
+        self.set_scalar(VarKind::ReqbodyErrorMsg, msg.as_bytes());
+        self.set_scalar(VarKind::ReqbodyProcessorError, b"1");
+        self.set_scalar(VarKind::ReqbodyProcessorErrorMsg, msg.as_bytes());
+    }
+
+    fn parse_request_body(&mut self) {
+        let body = std::mem::take(&mut self.req_body);
+        let limit = self.rs.config.arguments_limit;
+        match self.body_processor {
+            Some(BodyProcessor::UrlEncoded) => {
+                self.set_scalar(VarKind::RequestBody, &body);
+                for (n, v) in body::urlencoded::parse(&body, b'&') {
+                    if self.args_get.len() + self.args_post.len() >= limit {
+                        break;
+                    }
+                    self.args_post.add(&lossy(&n), &v);
+                }
+            }
+            Some(BodyProcessor::Json) => {
+                if self.force_body_var {
+                    self.set_scalar(VarKind::RequestBody, &body);
+                }
+                if !body.is_empty() {
+                    match body::json::parse(&body, self.rs.config.json_depth_limit) {
+                        Ok(pairs) => {
+                            for (n, v) in pairs {
+                                if self.args_get.len() + self.args_post.len() >= limit {
+                                    break;
+                                }
+                                self.args_post.add(&lossy(&n), &v);
+                            }
+                        }
+                        Err(e) => self.body_error(&e.0),
+                    }
+                }
+            }
+            Some(BodyProcessor::Xml) => {
+                if self.force_body_var {
+                    self.set_scalar(VarKind::RequestBody, &body);
+                }
+                match body::xml::parse(&body) {
+                    Ok(doc) => {
+                        self.xml_text = Some(arc(&doc.text));
+                        self.xml_attrs = doc.attrs.iter().map(|a| arc(a)).collect();
+                    }
+                    Err(e) => self.body_error(&e),
+                }
+            }
+            Some(BodyProcessor::Multipart) => {
+                if self.force_body_var {
+                    self.set_scalar(VarKind::RequestBody, &body);
+                }
+                let ct = self.content_type();
+                let mp = body::multipart::parse(&body, &ct);
+                self.apply_multipart(&mp);
+            }
+            None => {
+                if self.force_body_var {
+                    self.set_scalar(VarKind::RequestBody, &body);
+                }
+            }
+        }
+        self.req_body = body;
+    }
+
+    fn apply_multipart(&mut self, mp: &body::multipart::Multipart) {
+        let limit = self.rs.config.arguments_limit;
+        for (n, v) in &mp.fields {
+            if self.args_get.len() + self.args_post.len() >= limit {
+                break;
+            }
+            self.args_post.add(&lossy(n), v);
+        }
+        let mut combined = 0usize;
+        for f in &mp.files {
+            let name = lossy(&f.name);
+            self.files.add(&name, &f.filename);
+            self.files_sizes.add(&name, f.size.to_string().as_bytes());
+            combined += f.size;
+        }
+        self.set_scalar(VarKind::FilesCombinedSize, combined.to_string().as_bytes());
+        for (n, h) in &mp.part_headers {
+            self.multipart_headers.add(&lossy(n), h);
+        }
+        let fl = &mp.flags;
+        let b = |x: bool| if x { &b"1"[..] } else { &b"0"[..] };
+        let strict = mp.strict_error();
+        let sets: [(VarKind, bool); 14] = [
+            (VarKind::MultipartStrictError, strict),
+            (VarKind::MultipartUnmatchedBoundary, fl.unmatched_boundary),
+            (VarKind::MultipartBoundaryQuoted, fl.boundary_quoted),
+            (VarKind::MultipartBoundaryWhitespace, fl.boundary_whitespace),
+            (VarKind::MultipartDataBefore, fl.data_before),
+            (VarKind::MultipartDataAfter, fl.data_after),
+            (VarKind::MultipartHeaderFolding, fl.header_folding),
+            (VarKind::MultipartLfLine, fl.lf_line),
+            (VarKind::MultipartCrlfLfLines, fl.crlf_lf_lines),
+            (VarKind::MultipartMissingSemicolon, fl.missing_semicolon),
+            (VarKind::MultipartInvalidQuoting, fl.invalid_quoting),
+            (VarKind::MultipartInvalidPart, fl.invalid_part),
+            (VarKind::MultipartInvalidHeaderFolding, fl.invalid_header_folding),
+            (VarKind::MultipartFileLimitExceeded, fl.file_limit_exceeded),
+        ];
+        for (k, v) in sets {
+            self.set_scalar(k, b(v));
+        }
+        if let Some(e) = &mp.error {
+            self.body_error(e);
+        }
+    }
+
+    /// Adds a response header.
+    pub fn add_response_header(&mut self, name: &str, value: &str) {
+        if name.eq_ignore_ascii_case("content-type") {
+            self.resp_content_type = value.to_ascii_lowercase();
+            self.set_scalar(VarKind::ResponseContentType, value.as_bytes());
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            self.set_scalar(VarKind::ResponseContentLength, value.as_bytes());
+        }
+        self.resp_headers.add(name, value.as_bytes());
+    }
+
+    /// Runs phase 3.
+    pub fn process_response_headers(&mut self, status: u16, protocol: &str) -> Option<Interruption> {
+        self.set_scalar(VarKind::ResponseStatus, status.to_string().as_bytes());
+        self.set_scalar(VarKind::ResponseProtocol, protocol.as_bytes());
+        self.set_scalar(VarKind::StatusLine, format!("{protocol} {status}").as_bytes());
+        self.run_until(Phase::ResponseHeaders)
+    }
+
+    /// True when the response body will be inspected (access on, MIME type listed).
+    pub fn response_body_wanted(&self) -> bool {
+        if !self.resp_body_access {
+            return false;
+        }
+        let mime = self.resp_content_type.split(';').next().unwrap_or("").trim().to_string();
+        self.rs.config.response_mime_types.iter().any(|m| *m == mime)
+    }
+
+    /// Buffers response body bytes (up to SecResponseBodyLimit).
+    pub fn append_response_body(&mut self, data: &[u8]) {
+        if !self.response_body_wanted() {
+            return;
+        }
+        let limit = self.rs.config.response_body_limit as usize;
+        let room = limit.saturating_sub(self.resp_body.len());
+        if data.len() > room {
+            self.set_scalar(VarKind::OutboundDataError, b"1");
+        }
+        self.resp_body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Runs phase 4.
+    pub fn process_response_body(&mut self) -> Option<Interruption> {
+        if self.response_body_wanted() {
+            let b = std::mem::take(&mut self.resp_body);
+            self.set_scalar(VarKind::ResponseBody, &b);
+            self.resp_body = b;
+        }
+        self.run_until(Phase::ResponseBody)
+    }
+
+    /// Runs phase 5 (always, even after an interruption).
+    pub fn process_logging(&mut self) {
+        if self.mode == EngineMode::Off || self.phase_done >= Phase::Logging.number() {
+            return;
+        }
+        self.phase_done = Phase::Logging.number();
+        self.eval_phase(Phase::Logging);
+    }
+
+    /// Rules that matched so far, in order.
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.matched
+    }
+
+    /// The interruption, if any rule interrupted.
+    pub fn interruption(&self) -> Option<&Interruption> {
+        self.interruption.as_ref()
+    }
+
+    /// A TX variable (for tests and diagnostics, e.g. `blocking_inbound_anomaly_score`).
+    pub fn tx_variable(&self, name: &str) -> Option<String> {
+        self.tx.get(name).map(|v| lossy(v))
+    }
+
+    /// Engine mode in effect (ctl:ruleEngine can change it).
+    pub fn engine_mode(&self) -> EngineMode {
+        self.mode
+    }
+
+    fn run_until(&mut self, phase: Phase) -> Option<Interruption> {
+        if self.mode == EngineMode::Off {
+            return None;
+        }
+        let target = phase.number();
+        while self.phase_done < target && self.interruption.is_none() {
+            self.phase_done += 1;
+            let p = match self.phase_done {
+                1 => Phase::RequestHeaders,
+                2 => Phase::RequestBody,
+                3 => Phase::ResponseHeaders,
+                _ => Phase::ResponseBody,
+            };
+            if self.allow_until >= p.number() {
+                continue;
+            }
+            self.eval_phase(p);
+        }
+        self.interruption.clone()
+    }
+
+    fn is_removed(&self, rule: &Rule) -> bool {
+        self.removed_ids.iter().any(|&(a, b)| rule.id >= a && rule.id <= b)
+            || (!self.removed_tags.is_empty() && rule.tags.iter().any(|t| self.removed_tags.contains(t)))
+    }
+
+    fn eval_phase(&mut self, phase: Phase) {
+        let rs = self.rs.clone();
+        let mut skip_after: Option<&str> = None;
+        let mut skip = 0u32;
+        for &idx in &rs.phases[phase.number() as usize] {
+            if self.mode == EngineMode::Off {
+                return;
+            }
+            let rule = &rs.rules[idx];
+            if let Some(m) = &rule.marker {
+                if skip_after == Some(m.as_str()) {
+                    skip_after = None;
+                }
+                continue;
+            }
+            if skip_after.is_some() {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if self.is_removed(rule) {
+                continue;
+            }
+            if self.eval_rule(rule) {
+                self.on_match(rule, phase);
+                if self.interruption.is_some() || self.allow_until >= phase.number() {
+                    return;
+                }
+                if let Some(m) = &rule.skip_after {
+                    skip_after = Some(m.as_str());
+                }
+                skip = rule.skip;
+            }
+        }
+    }
+
+    fn eval_rule(&mut self, rule: &Rule) -> bool {
+        self.matched_vars.clear();
+        for link in &rule.links {
+            if !self.eval_link(rule, link) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn on_match(&mut self, rule: &Rule, phase: Phase) {
+        let rs = self.rs.clone();
+        let disruptive = match &rule.disruptive {
+            Disruptive::Block => match &rs.default_disruptive[phase.number() as usize] {
+                Disruptive::Block => Disruptive::Pass,
+                d => d.clone(),
+            },
+            d => d.clone(),
+        };
+        let status = rule.status.or(rs.default_status[phase.number() as usize]);
+        let mut interrupted = false;
+        if self.mode == EngineMode::On {
+            let action = match &disruptive {
+                Disruptive::Deny => Some(InterruptionAction::Deny),
+                Disruptive::Drop => Some(InterruptionAction::Drop),
+                Disruptive::Redirect(m) => Some(InterruptionAction::Redirect(lossy(&self.expand(m, rule)))),
+                Disruptive::Allow(scope) => {
+                    self.allow_until = match scope {
+                        AllowScope::Phase => phase.number(),
+                        AllowScope::Request => Phase::RequestBody.number().max(phase.number()),
+                        AllowScope::All => Phase::ResponseBody.number(),
+                    };
+                    None
+                }
+                Disruptive::Pass | Disruptive::Block => None,
+            };
+            if let Some(action) = action {
+                let default = if matches!(action, InterruptionAction::Redirect(_)) { 302 } else { 403 };
+                self.interruption = Some(Interruption {
+                    status: status.unwrap_or(default),
+                    rule_id: rule.id,
+                    action,
+                });
+                interrupted = true;
+            }
+        }
+        let msg = rule.msg.as_ref().map(|m| lossy(&self.expand(m, rule))).unwrap_or_default();
+        let mut logdata = rule.logdata.as_ref().map(|m| lossy(&self.expand(m, rule))).unwrap_or_default();
+        truncate(&mut logdata, 512);
+        let mut data = lossy(&self.matched_var);
+        truncate(&mut data, 200);
+        self.matched.push(MatchedRule {
+            id: rule.id,
+            phase,
+            msg,
+            logdata,
+            severity: rule.severity.and_then(Severity::from_u8),
+            tags: rule.tags.clone(),
+            matched_var_name: self.matched_var_name.to_string(),
+            matched_data: data,
+            log: rule.log,
+            disruptive: interrupted,
+            file: rule.file.to_string(),
+            line: rule.line,
+        });
+    }
+
+    /// Applies the link's transformations, memoised per transaction.
+    fn transformed(&mut self, link: &Link, v: &Arc<[u8]>) -> Arc<[u8]> {
+        if link.transforms.is_empty() {
+            return v.clone();
+        }
+        let key = (link.tchain, hash_bytes(v), v.len());
+        if let Some(r) = self.cache.get(&key) {
+            return r.clone();
+        }
+        let mut cur: Vec<u8> = v.to_vec();
+        for t in &link.transforms {
+            cur = t.apply(&cur);
+        }
+        let r: Arc<[u8]> = Arc::from(cur);
+        self.cache.insert(key, r.clone());
+        r
+    }
+
+    fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
+        let Some(op) = &link.op else {
+            // SecAction: unconditional, effects once.
+            self.run_effects(rule, &link.effects);
+            return true;
+        };
+        let param: Vec<u8> = match op.macro_param() {
+            Some(m) => match m.as_static() {
+                Some(s) => s.to_vec(),
+                None => self.expand(m, rule),
+            },
+            None => Vec::new(),
+        };
+        let vals = self.collect(rule, link);
+        let mut any = false;
+        for v in vals {
+            let candidates: Vec<Arc<[u8]>> = if link.multi_match {
+                let mut c = vec![v.value.clone()];
+                let mut cur = v.value.to_vec();
+                for t in &link.transforms {
+                    let next = t.apply(&cur);
+                    if next != cur {
+                        c.push(arc(&next));
+                    }
+                    cur = next;
+                }
+                c
+            } else {
+                vec![self.transformed(link, &v.value)]
+            };
+            for tv in candidates {
+                let r = op.eval(&tv, &param, link.capture);
+                if r.is_some() == op.negated {
+                    continue;
+                }
+                any = true;
+                if link.capture {
+                    if let Some(m) = &r {
+                        for (i, c) in m.captures.iter().enumerate().take(10) {
+                            self.tx.set(&i.to_string(), c);
+                        }
+                    }
+                }
+                let name: Arc<str> = Arc::from(v.name());
+                self.matched_var = tv.clone();
+                self.matched_var_name = name.clone();
+                self.matched_vars.add(&name, &tv);
+                self.run_effects(rule, &link.effects);
+                if !link.multi_match {
+                    break;
+                }
+            }
+        }
+        any
+    }
+
+    fn run_effects(&mut self, rule: &Rule, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::SetVar(sv) => self.setvar(rule, sv),
+                Effect::Ctl(c) => self.ctl(c),
+            }
+        }
+    }
+
+    fn collection_mut(&mut self, kind: VarKind) -> &mut Collection {
+        match kind {
+            VarKind::Tx => &mut self.tx,
+            VarKind::Env => &mut self.env,
+            other => self.others.entry(other).or_default(),
+        }
+    }
+
+    fn setvar(&mut self, rule: &Rule, sv: &SetVar) {
+        let key = lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase();
+        match &sv.op {
+            SetOp::Delete => self.collection_mut(sv.collection).remove(&key),
+            SetOp::Set(v) => {
+                let val = self.expand(v, rule);
+                self.collection_mut(sv.collection).set(&key, &val);
+            }
+            SetOp::Add(v) | SetOp::Sub(v) => {
+                let delta = atoi(&self.expand(v, rule));
+                let col = self.collection_mut(sv.collection);
+                let cur = col.get(&key).map(|c| atoi(c)).unwrap_or(0);
+                let n = if matches!(sv.op, SetOp::Add(_)) { cur + delta } else { cur - delta };
+                col.set(&key, n.to_string().as_bytes());
+            }
+        }
+    }
+
+    fn ctl(&mut self, c: &Ctl) {
+        match c {
+            Ctl::RuleRemoveById(r) => self.removed_ids.extend(r.iter().copied()),
+            Ctl::RuleRemoveByTag(t) => self.removed_tags.push(t.clone()),
+            Ctl::RuleRemoveTargetById(r, ex) => {
+                for e in ex {
+                    self.target_removals.push((RuleSel::Ids(r.clone()), e.clone()));
+                }
+            }
+            Ctl::RuleRemoveTargetByTag(t, ex) => {
+                for e in ex {
+                    self.target_removals.push((RuleSel::Tag(t.clone()), e.clone()));
+                }
+            }
+            Ctl::RuleEngine(m) => self.mode = *m,
+            Ctl::RequestBodyProcessor(bp) => self.set_body_processor(*bp),
+            Ctl::RequestBodyAccess(b) => self.req_body_access = *b,
+            Ctl::ResponseBodyAccess(b) => self.resp_body_access = *b,
+            Ctl::ForceRequestBodyVariable(b) => self.force_body_var = *b,
+            Ctl::RequestBodyLimit(l) => self.req_body_limit = *l,
+            Ctl::Noop => {}
+        }
+    }
+
+    fn excluded(&self, rule: &Rule, link: &Link, kind: VarKind, lkey: &str) -> bool {
+        if link.targets.exclusions.iter().any(|e| e.excludes(kind, Some(lkey))) {
+            return true;
+        }
+        self.target_removals.iter().any(|(sel, e)| {
+            let applies = match sel {
+                RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
+                RuleSel::Tag(t) => rule.tags.iter().any(|x| x == t),
+            };
+            applies && e.excludes(kind, Some(lkey))
+        })
+    }
+
+    fn scalar_excluded(&self, rule: &Rule, link: &Link, kind: VarKind) -> bool {
+        link.targets.exclusions.iter().any(|e| e.excludes(kind, None))
+            || self.target_removals.iter().any(|(sel, e)| {
+                let applies = match sel {
+                    RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
+                    RuleSel::Tag(t) => rule.tags.iter().any(|x| x == t),
+                };
+                applies && e.excludes(kind, None)
+            })
+    }
+
+    /// The collections backing a collection variable; `names` = use keys as values.
+    fn sources(&self, kind: VarKind) -> (Vec<&Collection>, bool) {
+        use VarKind::*;
+        match kind {
+            Args => (vec![&self.args_get, &self.args_post], false),
+            ArgsGet => (vec![&self.args_get], false),
+            ArgsPost => (vec![&self.args_post], false),
+            ArgsNames => (vec![&self.args_get, &self.args_post], true),
+            ArgsGetNames => (vec![&self.args_get], true),
+            ArgsPostNames => (vec![&self.args_post], true),
+            RequestHeaders => (vec![&self.req_headers], false),
+            RequestHeadersNames => (vec![&self.req_headers], true),
+            RequestCookies => (vec![&self.cookies], false),
+            RequestCookiesNames => (vec![&self.cookies], true),
+            ResponseHeaders => (vec![&self.resp_headers], false),
+            ResponseHeadersNames => (vec![&self.resp_headers], true),
+            Tx => (vec![&self.tx], false),
+            Env => (vec![&self.env], false),
+            Files => (vec![&self.files], false),
+            FilesNames => (vec![&self.files], true),
+            FilesSizes => (vec![&self.files_sizes], false),
+            MultipartPartHeaders => (vec![&self.multipart_headers], false),
+            MatchedVars => (vec![&self.matched_vars], false),
+            MatchedVarsNames => (vec![&self.matched_vars], true),
+            other => match self.others.get(&other) {
+                Some(c) => (vec![c], false),
+                None => (Vec::new(), false),
+            },
+        }
+    }
+
+    fn collect(&self, rule: &Rule, link: &Link) -> Vec<Val> {
+        let mut out = Vec::new();
+        for t in &link.targets.targets {
+            self.collect_target(rule, link, t, &mut out);
+        }
+        out
+    }
+
+    fn collect_target(&self, rule: &Rule, link: &Link, t: &Target, out: &mut Vec<Val>) {
+        let start = out.len();
+        if t.kind == VarKind::Xml {
+            let attrs = matches!(&t.selector, Selector::Key(k) if k.contains('@'));
+            if attrs {
+                for a in &self.xml_attrs {
+                    out.push(Val {
+                        kind: VarKind::Xml,
+                        key: Some(Arc::from("//@*")),
+                        value: a.clone(),
+                        count: false,
+                    });
+                }
+            } else if let Some(x) = &self.xml_text {
+                out.push(Val {
+                    kind: VarKind::Xml,
+                    key: Some(Arc::from("/*")),
+                    value: x.clone(),
+                    count: false,
+                });
+            }
+        } else if t.kind.is_collection() {
+            let (cols, names) = self.sources(t.kind);
+            for c in cols {
+                for e in c.entries() {
+                    if !t.selector.matches(&e.lkey) || self.excluded(rule, link, t.kind, &e.lkey) {
+                        continue;
+                    }
+                    out.push(Val {
+                        kind: t.kind,
+                        key: Some(e.key.clone()),
+                        value: if names { arc(e.key.as_bytes()) } else { e.value.clone() },
+                        count: false,
+                    });
+                }
+            }
+        } else if !self.scalar_excluded(rule, link, t.kind) {
+            let v = match t.kind {
+                VarKind::MatchedVar => Some(self.matched_var.clone()),
+                VarKind::MatchedVarName => Some(arc(self.matched_var_name.as_bytes())),
+                VarKind::HighestSeverity => {
+                    let h = self.matched.iter().filter_map(|m| m.severity).min().map_or(255, |s| s as u8);
+                    Some(arc(h.to_string().as_bytes()))
+                }
+                k => self.scalars.get(&k).cloned(),
+            };
+            if let Some(v) = v {
+                out.push(Val {
+                    kind: t.kind,
+                    key: None,
+                    value: v,
+                    count: false,
+                });
+            }
+        }
+        if t.count {
+            let n = out.len() - start;
+            out.truncate(start);
+            let key = match &t.selector {
+                Selector::Key(k) => Some(Arc::from(k.as_str())),
+                _ => None,
+            };
+            out.push(Val {
+                kind: t.kind,
+                key,
+                value: arc(n.to_string().as_bytes()),
+                count: true,
+            });
+        }
+    }
+
+    /// First value of a variable for macro expansion.
+    fn first_value(&self, kind: VarKind, key: Option<&str>) -> Option<Arc<[u8]>> {
+        match kind {
+            VarKind::MatchedVar => return Some(self.matched_var.clone()),
+            VarKind::MatchedVarName => return Some(arc(self.matched_var_name.as_bytes())),
+            VarKind::Tx => return key.and_then(|k| self.tx.get(k).cloned()),
+            _ => {}
+        }
+        if kind.is_collection() && kind != VarKind::Xml {
+            let (cols, names) = self.sources(kind);
+            for c in cols {
+                for e in c.entries() {
+                    if key.is_none_or_eq(&e.lkey) {
+                        return Some(if names { arc(e.key.as_bytes()) } else { e.value.clone() });
+                    }
+                }
+            }
+            return None;
+        }
+        self.scalars.get(&kind).cloned()
+    }
+
+    pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in &m.parts {
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l),
+                Part::Var(k, key) => {
+                    if let Some(v) = self.first_value(*k, key.as_deref()) {
+                        out.extend_from_slice(&v);
+                    }
+                }
+                Part::Rule(f) => match f.as_str() {
+                    "id" => out.extend_from_slice(rule.id.to_string().as_bytes()),
+                    "severity" => {
+                        if let Some(s) = rule.severity {
+                            out.extend_from_slice(s.to_string().as_bytes());
+                        }
+                    }
+                    "msg" => {
+                        if let Some(s) = rule.msg.as_ref().and_then(|m| m.as_static()) {
+                            out.extend_from_slice(s);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+        out
+    }
+}
+
+trait KeyEq {
+    fn is_none_or_eq(&self, k: &str) -> bool;
+}
+
+impl KeyEq for Option<&str> {
+    fn is_none_or_eq(&self, k: &str) -> bool {
+        match self {
+            None => true,
+            Some(x) => *x == k,
+        }
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}

@@ -1,0 +1,362 @@
+//! Replays the CRS v4 regression corpus (shared/waf-corpus/crs-regression.jsonl) directly
+//! against the engine, loading CRS the way the corpus README prescribes.
+//!
+//! Each stage's raw HTTP bytes are parsed here (request line, headers, Content-Length or
+//! chunked body) and fed to a fresh transaction; the backend is simulated (200, empty
+//! body; `POST /reflect` answers with the JSON-described response). A stage passes when
+//! every `expect_ids` id and no `no_expect_ids` id is among the matched rules that have
+//! `log`, and `log_contains`/`no_log_contains` hold on the ModSecurity-style log lines.
+//! Stages that only check front-end behaviour (`status` other than 200, `expect_error`)
+//! are counted as skipped: that is the HTTP server's job, not the engine's.
+
+#![allow(clippy::unwrap_used)]
+
+use rampart_waf::{FsLoader, RuleSet};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn shared() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    if p.join("waf-corpus/crs-regression.jsonl").exists() && p.join("crs/rules").exists() {
+        Some(p)
+    } else {
+        None
+    }
+}
+
+fn load_crs(root: &std::path::Path) -> (RuleSet, rampart_waf::LoadReport) {
+    let loader = FsLoader::with_root(root);
+    let t = Instant::now();
+    let r = RuleSet::load(
+        &loader,
+        &[
+            "waf-corpus/modsecurity-test.conf",
+            "crs/crs-setup.conf.example",
+            "waf-corpus/crs-test-settings.conf",
+            "waf-corpus/marker-rule.conf",
+            "crs/rules/*.conf",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("CRS failed to load: {e}"));
+    eprintln!("CRS loaded in {:?}: {} rules", t.elapsed(), r.1.rules);
+    r
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits & 0xff) as u8);
+        }
+    }
+    out
+}
+
+struct Req {
+    method: String,
+    uri: String,
+    version: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn parse_request(raw: &[u8]) -> Option<Req> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    let mut start = 0;
+    let body_start;
+    loop {
+        if i >= raw.len() {
+            lines.push(&raw[start..]);
+            body_start = raw.len();
+            break;
+        }
+        if raw[i] == b'\n' {
+            let mut l = &raw[start..i];
+            if l.last() == Some(&b'\r') {
+                l = &l[..l.len() - 1];
+            }
+            if l.is_empty() && !lines.is_empty() {
+                body_start = i + 1;
+                break;
+            }
+            lines.push(l);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    let first = String::from_utf8_lossy(lines.first()?).into_owned();
+    let first = first.trim_start();
+    let mut parts = first.split(' ').filter(|s| !s.is_empty());
+    let method = parts.next()?.to_string();
+    let uri = parts.next().unwrap_or("/").to_string();
+    let version = parts.next().unwrap_or("HTTP/1.1").to_string();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for l in &lines[1..] {
+        let l = String::from_utf8_lossy(l).into_owned();
+        if (l.starts_with(' ') || l.starts_with('\t')) && !headers.is_empty() {
+            if let Some(h) = headers.last_mut() {
+                h.1.push(' ');
+                h.1.push_str(l.trim());
+            }
+            continue;
+        }
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+    }
+    let mut body = raw[body_start.min(raw.len())..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p < body.len() {
+            let Some(e) = body[p..].windows(2).position(|w| w == b"\r\n") else { break };
+            let sz = String::from_utf8_lossy(&body[p..p + e]);
+            let Ok(n) = usize::from_str_radix(sz.split(';').next().unwrap_or("").trim(), 16) else { break };
+            p += e + 2;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&body[p..(p + n).min(body.len())]);
+            p += n + 2;
+        }
+        body = out;
+    } else if let Some((_, cl)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+        if let Ok(n) = cl.trim().parse::<usize>() {
+            body.truncate(n);
+        }
+    }
+    Some(Req {
+        method,
+        uri,
+        version,
+        headers,
+        body,
+    })
+}
+
+/// Simulated backend: empty 200, or what `POST /reflect` asks for.
+fn backend(req: &Req) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    if req.method == "POST" && req.uri.starts_with("/reflect") {
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&req.body) {
+            let get = |k: &str| m.iter().find(|(kk, _)| kk.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+            let status = get("status").and_then(|v| v.as_u64()).unwrap_or(200) as u16;
+            let mut body = get("body").and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec())).unwrap_or_default();
+            if let Some(e) = get("encodedBody").and_then(|v| v.as_str().map(str::to_string)) {
+                body = b64(&e);
+            }
+            let mut headers: Vec<(String, String)> = Vec::new();
+            if let Some(serde_json::Value::Object(h)) = get("headers") {
+                for (k, v) in h {
+                    headers.push((k.clone(), v.as_str().unwrap_or("").to_string()));
+                }
+            }
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) && !body.is_empty() {
+                let t = body.trim_ascii_start();
+                let lower = t.to_ascii_lowercase();
+                let ct = if lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html") || lower.starts_with(b"<head") || lower.starts_with(b"<script") || lower.starts_with(b"<body") || lower.starts_with(b"<h1") || lower.starts_with(b"<div") || lower.starts_with(b"<table") || lower.starts_with(b"<title") || lower.starts_with(b"<p") || lower.starts_with(b"<br") || lower.starts_with(b"<a") || lower.starts_with(b"<b") || lower.starts_with(b"<font") || lower.starts_with(b"<iframe") || lower.starts_with(b"<style") || lower.starts_with(b"<!--") {
+                    "text/html; charset=utf-8"
+                } else if lower.starts_with(b"<?xml") {
+                    "text/xml; charset=utf-8"
+                } else if body.iter().any(|&c| c < 0x09 || (c > 0x0d && c < 0x20 && c != 0x1b)) {
+                    "application/octet-stream"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                headers.push(("Content-Type".into(), ct.into()));
+            }
+            headers.push(("Content-Length".into(), body.len().to_string()));
+            return (status, headers, body);
+        }
+        return (400, vec![], b"Invalid JSON in request body".to_vec());
+    }
+    (200, vec![("Content-Length".into(), "0".into())], Vec::new())
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+fn run_stage(rs: &RuleSet, stage: &serde_json::Value) -> Result<Option<()>, String> {
+    let exp = &stage["expect"];
+    if exp["expect_error"].as_bool() == Some(true) {
+        return Ok(None);
+    }
+    let expected_status = exp["status"].as_u64();
+    let raw = b64(stage["raw_b64"].as_str().unwrap_or(""));
+    let Some(req) = parse_request(&raw) else {
+        return Ok(None);
+    };
+    let mut tx = rs.transaction();
+    tx.process_connection("127.0.0.1", 40000, "127.0.0.1", 80);
+    tx.process_uri(&req.uri, &req.method, &req.version);
+    for (n, v) in &req.headers {
+        tx.add_request_header(n, v);
+    }
+    tx.process_request_headers();
+    tx.append_request_body(&req.body);
+    tx.process_request_body();
+    let (status, headers, body) = backend(&req);
+    for (n, v) in &headers {
+        tx.add_response_header(n, v);
+    }
+    tx.process_response_headers(status, "HTTP/1.1");
+    tx.append_response_body(&body);
+    tx.process_response_body();
+    tx.process_logging();
+    let logged: Vec<&rampart_waf::MatchedRule> = tx.matched_rules().iter().filter(|m| m.log).collect();
+    let ids: Vec<u32> = logged.iter().map(|m| m.id).collect();
+    let lines: Vec<String> = logged.iter().map(|m| m.log_line()).collect();
+    let mut reasons = Vec::new();
+    for id in exp["expect_ids"].as_array().into_iter().flatten() {
+        let id = id.as_u64().unwrap_or(0) as u32;
+        if !ids.contains(&id) {
+            reasons.push(format!("expected {id}"));
+        }
+    }
+    for id in exp["no_expect_ids"].as_array().into_iter().flatten() {
+        let id = id.as_u64().unwrap_or(0) as u32;
+        if ids.contains(&id) {
+            reasons.push(format!("unexpected {id}"));
+        }
+    }
+    if let Some(re) = exp["log_contains"].as_str() {
+        let re = regex::Regex::new(re).map_err(|e| e.to_string())?;
+        if !lines.iter().any(|l| re.is_match(l)) {
+            reasons.push(format!("log_contains {re}"));
+        }
+    }
+    if let Some(re) = exp["no_log_contains"].as_str() {
+        let re = regex::Regex::new(re).map_err(|e| e.to_string())?;
+        if lines.iter().any(|l| re.is_match(l)) {
+            reasons.push(format!("no_log_contains {re}"));
+        }
+    }
+    if reasons.is_empty() {
+        if let Some(s) = expected_status {
+            if s != u64::from(status) {
+                // Front-end status checks (400/505 for malformed requests) are not the
+                // engine's to pass.
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    } else {
+        Err(format!("{} (logged: {:?})", reasons.join(", "), ids))
+    }
+}
+
+fn replay(sample_every: usize, min_rate: f64) {
+    let Some(root) = shared() else {
+        eprintln!("skipping: ../shared (CRS + corpus) not found");
+        return;
+    };
+    let (rs, report) = load_crs(&root);
+    eprintln!(
+        "load report: {} unsupported, {} ignored directives, {} fancy-regex of {} @rx",
+        report.unsupported.len(),
+        report.ignored_directives.len(),
+        report.fancy_regex_count(),
+        report.regex_engines.len()
+    );
+    let text = std::fs::read_to_string(root.join("waf-corpus/crs-regression.jsonl")).unwrap();
+    let mut per_file: BTreeMap<String, Counts> = BTreeMap::new();
+    let verbose = std::env::var("WAF_CORPUS_VERBOSE").is_ok();
+    let filter = std::env::var("WAF_CORPUS_FILTER").ok();
+    let t = Instant::now();
+    for (n, line) in text.lines().enumerate() {
+        if sample_every > 1 && n % sample_every != 0 {
+            continue;
+        }
+        let test: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = test["id"].as_str().unwrap_or("").to_string();
+        if let Some(f) = &filter {
+            if !id.starts_with(f.as_str()) {
+                continue;
+            }
+        }
+        let file = test["rule_file"].as_str().unwrap_or("").to_string();
+        let c = per_file.entry(file.clone()).or_default();
+        c.total += 1;
+        let mut outcome: Result<Option<()>, String> = Ok(Some(()));
+        for stage in test["stages"].as_array().into_iter().flatten() {
+            match run_stage(&rs, stage) {
+                Ok(Some(())) => {}
+                Ok(None) => {
+                    if outcome.is_ok() {
+                        outcome = Ok(None);
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        match outcome {
+            Ok(Some(())) => c.passed += 1,
+            Ok(None) => c.skipped += 1,
+            Err(e) => {
+                c.failed += 1;
+                if verbose {
+                    eprintln!("FAIL {id} [{file}]: {e}");
+                }
+            }
+        }
+    }
+    let mut tot = Counts::default();
+    eprintln!("{:<48} {:>6} {:>6} {:>6} {:>6}", "rule file", "tests", "pass", "fail", "skip");
+    for (f, c) in &per_file {
+        eprintln!("{:<48} {:>6} {:>6} {:>6} {:>6}", f, c.total, c.passed, c.failed, c.skipped);
+        tot.total += c.total;
+        tot.passed += c.passed;
+        tot.failed += c.failed;
+        tot.skipped += c.skipped;
+    }
+    let judged = (tot.passed + tot.failed).max(1);
+    let rate = tot.passed as f64 / judged as f64;
+    eprintln!(
+        "total: {}, passed: {}, failed: {}, skipped: {}, pass rate: {:.2}% ({:?})",
+        tot.total,
+        tot.passed,
+        tot.failed,
+        tot.skipped,
+        rate * 100.0,
+        t.elapsed()
+    );
+    assert!(rate >= min_rate, "pass rate {rate:.4} below {min_rate}");
+}
+
+/// A fixed sample (every 4th test, ~1,240 tests) on every `cargo test`.
+#[test]
+fn crs_corpus_sample() {
+    replay(4, 0.0);
+}
+
+/// The whole corpus; run with `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn crs_corpus_full() {
+    replay(1, 0.0);
+}
