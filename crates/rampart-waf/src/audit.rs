@@ -83,11 +83,31 @@ pub struct MatchedRule {
 }
 
 impl MatchedRule {
+    /// Escapes control and non-ASCII bytes as `\xHH` so a record stays on one line.
+    fn esc(s: &str) -> String {
+        let mut o = String::with_capacity(s.len());
+        for c in s.chars() {
+            if c.is_control() || c == '"' {
+                for b in c.to_string().bytes() {
+                    o.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                o.push(c);
+            }
+        }
+        o
+    }
+
     /// A ModSecurity-style error-log line: `... [id "942100"] [msg "..."] ...`.
     pub fn log_line(&self) -> String {
         let mut s = format!(
             "ModSecurity: Warning. Matched {}. [file \"{}\"] [line \"{}\"] [id \"{}\"] [msg \"{}\"] [data \"{}\"]",
-            self.matched_var_name, self.file, self.line, self.id, self.msg, self.logdata
+            self.matched_var_name,
+            self.file,
+            self.line,
+            self.id,
+            Self::esc(&self.msg),
+            Self::esc(&self.logdata)
         );
         if let Some(sev) = self.severity {
             s.push_str(&format!(" [severity \"{}\"]", sev.name()));

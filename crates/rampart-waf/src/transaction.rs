@@ -130,6 +130,8 @@ impl Transaction {
             .unwrap_or(0);
         let uid = format!("{:016x}{:08x}", t ^ n.rotate_left(32), n as u32);
         let mut scalars = HashMap::new();
+        // ModSecurity reports an empty REQBODY_PROCESSOR until one is chosen.
+        scalars.insert(VarKind::ReqbodyProcessor, arc(b""));
         scalars.insert(VarKind::UniqueId, arc(uid.as_bytes()));
         let secs = t / 1_000_000_000;
         scalars.insert(VarKind::TimeEpoch, arc(secs.to_string().as_bytes()));
@@ -209,9 +211,11 @@ impl Transaction {
             Some(q) => (&rel[..q], Some(&rel[q + 1..])),
             None => (rel, None),
         };
-        self.set_scalar(VarKind::RequestFilename, path.as_bytes());
-        let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
-        self.set_scalar(VarKind::RequestBasename, base.as_bytes());
+        // Like the web server's decoded path: %XX decoded, `+` kept.
+        let path = percent_decode(path.as_bytes());
+        let base = path.rsplit(|&c| c == b'/' || c == b'\\').next().unwrap_or(&path).to_vec();
+        self.set_scalar(VarKind::RequestFilename, &path);
+        self.set_scalar(VarKind::RequestBasename, &base);
         if let Some(q) = query {
             self.set_scalar(VarKind::QueryString, q.as_bytes());
             let limit = self.rs.config.arguments_limit;
@@ -969,6 +973,23 @@ impl KeyEq for Option<&str> {
             Some(x) => *x == k,
         }
     }
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (crate::transform::hexval(b[i + 1]), crate::transform::hexval(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 fn truncate(s: &mut String, max: usize) {

@@ -142,6 +142,9 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
         if let Ok(n) = cl.trim().parse::<usize>() {
             body.truncate(n);
         }
+    } else {
+        // HTTP/1.1: no Content-Length and not chunked means no body.
+        body.clear();
     }
     Some(Req {
         method,

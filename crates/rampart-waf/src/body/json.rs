@@ -1,5 +1,5 @@
 //! JSON bodies, flattened into arguments the way ModSecurity does: `{"a":{"b":1}}`
-//! gives `json.a.b=1`; array elements use their index (`json.a.0`). A small
+//! gives `json.a.b=1`; array elements repeat the array's name (`json.a`). A small
 //! hand-written parser keeps key order and enforces the depth limit.
 
 pub(crate) struct JsonError(pub String);
@@ -121,13 +121,9 @@ impl P<'_> {
                     self.i += 1;
                     return Ok(());
                 }
-                let mut idx = 0usize;
                 loop {
-                    let mut nk = key.to_vec();
-                    nk.push(b'.');
-                    nk.extend_from_slice(idx.to_string().as_bytes());
-                    self.value(&nk, depth + 1)?;
-                    idx += 1;
+                    // Array elements keep the array's own name, as in ModSecurity v2.
+                    self.value(key, depth + 1)?;
                     self.ws();
                     match self.b.get(self.i) {
                         Some(b',') => self.i += 1,
@@ -185,7 +181,7 @@ mod tests {
     fn flattens() {
         let v = super::parse(br#"{"a":{"b":1,"c":["x",true]},"d":null}"#, 10).unwrap_or_default();
         let names: Vec<String> = v.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect();
-        assert_eq!(names, ["json.a.b", "json.a.c.0", "json.a.c.1", "json.d"]);
+        assert_eq!(names, ["json.a.b", "json.a.c", "json.a.c", "json.d"]);
         assert!(super::parse(b"{\"a\":", 10).is_err());
         assert!(super::parse(b"[[[1]]]", 2).is_err());
     }

@@ -180,12 +180,8 @@ pub fn translate(pat: &str) -> String {
                 b'~' => out.push_str(r"\~"),
                 b'-' if i + 1 < b.len() && b[i + 1] == b'-' => out.push_str(r"\-"),
                 _ => {
-                    let s = &pat[i..];
-                    if let Some(ch) = s.chars().next() {
-                        out.push(ch);
-                        i += ch.len_utf8();
-                        continue;
-                    }
+                    i += push_char(&mut out, &pat[i..]);
+                    continue;
                 }
             }
             i += 1;
@@ -218,17 +214,32 @@ pub fn translate(pat: &str) -> String {
                 // possessive quantifier: drop the '+'
             }
             _ => {
-                let s = &pat[i..];
-                if let Some(ch) = s.chars().next() {
-                    out.push(ch);
-                    i += ch.len_utf8();
-                    continue;
-                }
+                i += push_char(&mut out, &pat[i..]);
+                continue;
             }
         }
         i += 1;
     }
     out
+}
+
+/// Copies one char; non-ASCII chars become their UTF-8 bytes as `\xHH` escapes, which
+/// is how PCRE without UTF mode (ModSecurity) reads them — also inside classes.
+fn push_char(out: &mut String, s: &str) -> usize {
+    match s.chars().next() {
+        Some(ch) if ch.is_ascii() => {
+            out.push(ch);
+            1
+        }
+        Some(ch) => {
+            let mut buf = [0u8; 4];
+            for b in ch.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02X}"));
+            }
+            ch.len_utf8()
+        }
+        None => 1,
+    }
 }
 
 /// True when the byte at `i` is escaped by an odd number of backslashes.
