@@ -143,6 +143,20 @@ pub fn translate(pat: &str) -> String {
                 b'e' => out.push_str(r"\x1b"),
                 b'h' => out.push_str(if in_class { r" \t" } else { r"[ \t]" }),
                 b'R' if !in_class => out.push_str(r"(?:\r\n|\n|\r)"),
+                // `\x{e2}` is a byte in PCRE's non-UTF mode; the regex crate would read a
+                // code point, so spell it `\xE2`.
+                b'x' if b.get(i + 2) == Some(&b'{') => {
+                    let close = pat[i + 3..].find('}').map(|p| p + i + 3);
+                    let val = close.and_then(|c| u32::from_str_radix(&pat[i + 3..c], 16).ok());
+                    match (close, val) {
+                        (Some(c), Some(v)) if v <= 0xff => {
+                            out.push_str(&format!("\\x{v:02X}"));
+                            i = c + 1;
+                            continue;
+                        }
+                        _ => out.push_str("\\x"),
+                    }
+                }
                 // PCRE: escaped punctuation is the literal char (`\<` is not a word boundary).
                 b'<' | b'>' | b'_' | b'\'' | b'"' | b'`' | b'@' | b'%' | b'=' | b':' | b';'
                 | b',' | b'!' => out.push(n as char),
@@ -264,6 +278,7 @@ mod tests {
         assert_eq!(translate("[[a]"), r"[\[a]");
         assert_eq!(translate("a$"), r"a(?:\n?\z)");
         assert_eq!(translate(r"\/x"), r"\/x");
+        assert_eq!(translate(r"\x{e2}\x80"), r"\xE2\x80");
     }
 
     #[test]
