@@ -147,11 +147,14 @@ impl AcceptEncoding {
         self.coded[enc.index()].or(self.star).unwrap_or(0)
     }
 
-    /// The q the client gives the identity coding (1000 unless refused explicitly or by `*;q=0`).
+    /// The q the client gives the identity coding. Unlisted, it is acceptable but ranks last
+    /// (q=0.001): a client that lists `gzip;q=0.5` wants gzip. `*;q=0` refuses it.
     pub fn identity_q(&self) -> u16 {
-        self.identity
-            .or(self.star.filter(|&q| q == 0))
-            .unwrap_or(1000)
+        match (self.identity, self.star) {
+            (Some(q), _) => q,
+            (None, Some(0)) => 0,
+            (None, _) => 1,
+        }
     }
 
     /// Picks the coding to send among `offered` (server preference order breaks ties), or `None`
@@ -160,7 +163,11 @@ impl AcceptEncoding {
         let mut best: Option<(Encoding, u16)> = None;
         for enc in offered {
             let q = self.q(enc);
-            if q > 0 && best.map_or(true, |(_, bq)| q > bq) {
+            let better = match best {
+                Some((_, bq)) => q > bq,
+                None => q > 0,
+            };
+            if better {
                 best = Some((enc, q));
             }
         }
@@ -587,10 +594,11 @@ mod tests {
         );
         assert_eq!(ae("br;q=0, gzip").negotiate(ALL), Some(Encoding::Gzip));
         assert_eq!(ae("*").negotiate(ALL), Some(Encoding::Br));
+        assert_eq!(ae("*;q=0.5, br;q=0").negotiate(ALL), Some(Encoding::Zstd));
         assert_eq!(
-            ae("*;q=0.5, br;q=0").negotiate(ALL),
+            ae("gzip;q=0.5, identity").negotiate(ALL),
             None,
-            "identity (q=1) beats 0.5"
+            "a listed identity (q=1) beats 0.5"
         );
         assert_eq!(ae("*, br;q=0").negotiate(ALL), Some(Encoding::Zstd));
         assert_eq!(ae("identity").negotiate(ALL), None);
@@ -601,8 +609,8 @@ mod tests {
         );
         assert_eq!(
             ae("gzip;q=0.5").negotiate(ALL),
-            None,
-            "unlisted identity keeps q=1"
+            Some(Encoding::Gzip),
+            "unlisted identity ranks last"
         );
         assert_eq!(
             ae("GZIP ; Q=0.8 , x-gzip").negotiate(ALL),
