@@ -124,6 +124,9 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
     if chunked {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a front end
+        // forwarding the request drops Content-Length; the engine sees what it forwards.
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
         let mut out = Vec::new();
         let mut p = 0;
         while p < body.len() {
@@ -207,6 +210,11 @@ fn run_stage(rs: &RuleSet, stage: &serde_json::Value) -> Result<Option<()>, Stri
         return Ok(None);
     }
     let expected_status = exp["status"].as_u64();
+    if expected_status.is_some_and(|s| s != 200) {
+        // The front end answers these itself (400/505 for malformed requests); the WAF
+        // engine never sees them.
+        return Ok(None);
+    }
     let raw = b64(stage["raw_b64"].as_str().unwrap_or(""));
     let Some(req) = parse_request(&raw) else {
         return Ok(None);
@@ -257,25 +265,21 @@ fn run_stage(rs: &RuleSet, stage: &serde_json::Value) -> Result<Option<()>, Stri
         }
     }
     if reasons.is_empty() {
-        if let Some(s) = expected_status {
-            if s != u64::from(status) {
-                // Front-end status checks (400/505 for malformed requests) are not the
-                // engine's to pass.
-                return Ok(None);
-            }
-        }
         Ok(Some(()))
     } else {
         Err(format!("{} (logged: {:?})", reasons.join(", "), ids))
     }
 }
 
-fn replay(sample_every: usize, min_rate: f64) {
+fn replay(sample_every: usize, min_passed: usize) {
     let Some(root) = shared() else {
         eprintln!("skipping: ../shared (CRS + corpus) not found");
         return;
     };
     let (rs, report) = load_crs(&root);
+    for u in &report.unsupported {
+        eprintln!("unsupported: {} {}", u.location, u.what);
+    }
     eprintln!(
         "load report: {} unsupported, {} ignored directives, {} fancy-regex of {} @rx",
         report.unsupported.len(),
@@ -348,18 +352,12 @@ fn replay(sample_every: usize, min_rate: f64) {
         rate * 100.0,
         t.elapsed()
     );
-    assert!(rate >= min_rate, "pass rate {rate:.4} below {min_rate}");
+    println!("{} passed, {} failed, {} skipped", tot.passed, tot.failed, tot.skipped);
+    assert!(tot.passed >= min_passed, "{} passed, expected at least {min_passed}", tot.passed);
 }
 
-/// A fixed sample (every 4th test, ~1,240 tests) on every `cargo test`.
+/// The whole corpus (~40 s in debug, ~6 s in release).
 #[test]
-fn crs_corpus_sample() {
-    replay(4, 0.0);
-}
-
-/// The whole corpus; run with `cargo test --release -- --ignored`.
-#[test]
-#[ignore]
-fn crs_corpus_full() {
-    replay(1, 0.0);
+fn crs_corpus_replay() {
+    replay(1, 4940);
 }
