@@ -60,6 +60,7 @@ pub fn compile(cfg: Arc<Config>, shared: &Shared, generation: u64) -> Result<Sna
         .then(|| HeaderValue::from_static("rampart"));
     let limits = RequestLimits {
         max_uri_length: cfg.limits.max_uri_length.0 as usize,
+        max_header_size: cfg.limits.max_header_size.0 as usize,
         max_body_size: cfg.limits.max_body_size.0,
         body_read_timeout: cfg.limits.body_read_timeout.0,
     };

@@ -76,6 +76,16 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
         return finish(snap, Some(&site), Some(&route), x, resp);
     }
 
+    // Handlers here do not read request bodies: read and discard it now (bounded), as nginx
+    // does, so bad chunking or an oversized chunked body gets its 400/413 and the connection
+    // stays usable.
+    if let Err(status) = discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await {
+        let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return finish(snap, Some(&site), Some(&route), x, resp);
+    }
+
     // 4. content
     let resp = match content(&route, &parts, &x).await {
         Ok(resp) => resp,
@@ -87,8 +97,6 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
             r
         }
     };
-    drop(body);
-
     // 5–6. errors were rendered above; now the response filters
     let resp = filter(&site, &route, &parts, resp);
     // 7. log (in finish)
@@ -144,6 +152,24 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
         && parts.headers.contains_key(header::CONTENT_LENGTH)
     {
         return Err(StatusCode::BAD_REQUEST);
+    }
+    // Only plain `chunked` framing is understood (nginx answers 501 to anything else).
+    if parts.version < Version::HTTP_2 {
+        if let Some(te) = parts.headers.get(header::TRANSFER_ENCODING) {
+            if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+                return Err(StatusCode::NOT_IMPLEMENTED);
+            }
+        }
+    }
+    // Head size: hyper's buffer cannot be set below 8 KiB, so smaller limits are checked here.
+    let head_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + target_len;
+    if head_bytes > snap.limits.max_header_size {
+        return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     if parts.method == Method::CONNECT {
         return Err(StatusCode::METHOD_NOT_ALLOWED);
@@ -233,6 +259,31 @@ pub fn normalize_path(raw: &str) -> Option<String> {
         out.push('/');
     }
     Some(out)
+}
+
+/// Reads a request body to its end without keeping it: 413 past `limit`, 400 when its framing
+/// is broken, 408 when the client stalls longer than `idle` between reads.
+async fn discard_body(mut body: Incoming, limit: u64, idle: std::time::Duration) -> Result<(), StatusCode> {
+    use http_body_util::BodyExt;
+    if http_body::Body::is_end_stream(&body) {
+        return Ok(());
+    }
+    let mut total = 0u64;
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    total += d.len() as u64;
+                    if total > limit {
+                        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Access phase: limits and, as they land, IP rules, rate limits, WAF and auth.

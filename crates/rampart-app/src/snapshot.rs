@@ -37,6 +37,8 @@ pub struct Snapshot {
 pub struct RequestLimits {
     /// Longest request target.
     pub max_uri_length: usize,
+    /// Most bytes of request line and headers.
+    pub max_header_size: usize,
     /// Default request body limit.
     pub max_body_size: u64,
     /// Idle time between two reads of a request body.

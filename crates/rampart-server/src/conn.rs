@@ -85,7 +85,8 @@ pub(crate) async fn serve<S: HttpService>(
         header_read: settings.limits.header_read_timeout,
         keepalive: settings.limits.keepalive_timeout,
     };
-    let io = TokioIo::new(GuardedIo::new(stream, state.clone(), timeouts));
+    let stream = Arc::new(stream);
+    let io = TokioIo::new(GuardedIo::new(stream.clone(), state.clone(), timeouts));
     let max_requests = settings.limits.keepalive_requests;
     let svc_state = state.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -112,10 +113,106 @@ pub(crate) async fn serve<S: HttpService>(
             conn.await
         }
     };
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::trace!(peer = %info.peer, error = %e, "connection ended with an error");
     }
-    let _ = state.in_flight.load(Ordering::Relaxed);
+    answer_unanswered(&stream, &state, result.err().as_deref()).await;
+    linger(&stream).await;
+}
+
+/// Closes like nginx's lingering_close: if the client sent bytes we never read (a rejected
+/// body, a pipelined request after an error), closing at once would make the kernel answer with
+/// RST, which can destroy the response before the client reads it. So half-close, then discard
+/// input for a short, bounded while. Without unread input this is one non-blocking read.
+async fn linger(stream: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    match stream.try_read(&mut buf) {
+        Ok(0) => return,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+        Err(_) => return,
+        Ok(_) => {}
+    }
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut total = 0usize;
+        while total < (256 << 10) {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// hyper drops some malformed requests (a garbage head, broken chunking in a body being read)
+/// without a word — even when the handler already produced a response. Answer them as nginx
+/// does, with a 400 (431 when the head is too large) and a close.
+async fn answer_unanswered(
+    stream: &TcpStream,
+    state: &ConnState,
+    e: Option<&(dyn std::error::Error + Send + Sync + 'static)>,
+) {
+    if state.answered.load(Ordering::Acquire)
+        || state.is_h2.load(Ordering::Acquire)
+        || !state.response_not_started()
+    {
+        return;
+    }
+    let he = e.and_then(|e| e.downcast_ref::<hyper::Error>());
+    let started = state.requests.load(Ordering::Acquire) > 0;
+    let Some(he) = he else {
+        // Ended without error but a request got no response at all: its body was malformed.
+        if started && e.is_none() {
+            write_all_bounded(stream, BAD_REQUEST).await;
+        }
+        return;
+    };
+    // Malformed input (a bad head, broken chunking) — not a peer that went away.
+    let bad_input = he.is_parse()
+        || std::error::Error::source(he)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                )
+            });
+    if !bad_input {
+        return;
+    }
+    let resp: &[u8] = if he.is_parse_too_large() {
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n"
+    } else {
+        BAD_REQUEST
+    };
+    write_all_bounded(stream, resp).await;
+}
+
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
+
+/// Writes a short canned response, giving up after a second.
+async fn write_all_bounded(stream: &TcpStream, resp: &[u8]) {
+    let written = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let mut off = 0;
+        while off < resp.len() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(&resp[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+    let _ = written;
 }
 
 /// A response body that marks its request finished when hyper is done with it.

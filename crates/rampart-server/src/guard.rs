@@ -25,6 +25,9 @@ use tokio::time::Sleep;
 /// The response written when a request head times out (nginx sends the same status).
 const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
 
+/// The answer to a request that carries both framing headers.
+const BAD_FRAMING_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
+
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
@@ -43,13 +46,28 @@ pub struct ConnState {
     pub requests: AtomicU64,
     /// When the last request finished (ms since process start).
     idle_since_ms: AtomicU64,
+    /// Bytes written to the client so far, and that count when the latest request started:
+    /// equal means no byte of that request's response has gone out.
+    pub written: AtomicU64,
+    written_at_start: AtomicU64,
+    /// The client spoke HTTP/2 (canned HTTP/1 answers must never be written then).
+    pub is_h2: std::sync::atomic::AtomicBool,
+    /// The socket wrapper already answered (408, bad framing); nothing more may be written.
+    pub answered: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
     /// Marks a request as started; returns its sequence number (1-based).
     pub fn request_started(&self) -> u64 {
+        self.written_at_start
+            .store(self.written.load(Ordering::Acquire), Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// True when nothing of the latest request's response was written yet.
+    pub fn response_not_started(&self) -> bool {
+        self.written.load(Ordering::Acquire) == self.written_at_start.load(Ordering::Acquire)
     }
 
     /// Marks a request as finished (its response body is done or dropped).
@@ -77,7 +95,9 @@ enum Proto {
 
 /// A TCP stream that enforces the header-read and keep-alive timeouts.
 pub struct GuardedIo {
-    inner: TcpStream,
+    // Shared with the connection task, which answers parse errors after hyper gives up (hyper
+    // closes without a response for several of them; nginx answers 400).
+    inner: Arc<TcpStream>,
     // Boxed so the wrapper stays `Unpin`, as hyper's I/O adapters need.
     sleep: Pin<Box<Sleep>>,
     state: Arc<ConnState>,
@@ -92,7 +112,7 @@ pub struct GuardedIo {
 
 impl GuardedIo {
     /// Wraps an accepted stream.
-    pub fn new(inner: TcpStream, state: Arc<ConnState>, timeouts: GuardTimeouts) -> Self {
+    pub fn new(inner: Arc<TcpStream>, state: Arc<ConnState>, timeouts: GuardTimeouts) -> Self {
         let now = now_ms();
         state.idle_since_ms.store(now, Ordering::Release);
         GuardedIo {
@@ -120,7 +140,7 @@ impl AsyncRead for GuardedIo {
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match poll_read_shared(&this.inner, cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = &buf.filled()[before..];
                 if !got.is_empty() {
@@ -128,10 +148,21 @@ impl AsyncRead for GuardedIo {
                     this.last_read_ms = now;
                     if this.proto == Proto::Unknown {
                         this.proto = if got.starts_with(b"PRI ") {
+                            this.state.is_h2.store(true, Ordering::Release);
                             Proto::H2
                         } else {
                             Proto::H1
                         };
+                    }
+                    // hyper resolves Content-Length + Transfer-Encoding silently (TE wins, CL
+                    // is dropped from the parsed headers); such a request is a smuggling
+                    // attempt, so it is refused here, on the raw bytes, before hyper parses it.
+                    if this.state.in_flight.load(Ordering::Acquire) == 0 && has_both_framings(got) {
+                        this.timed_out = true;
+                        this.state.answered.store(true, Ordering::Release);
+                        let _ = this.inner.try_write(BAD_FRAMING_RESPONSE);
+                        tracing::debug!("request with both Content-Length and Transfer-Encoding: 400");
+                        return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
                     }
                     if this.head_started_ms.is_none()
                         && this.state.in_flight.load(Ordering::Acquire) == 0
@@ -184,23 +215,80 @@ impl AsyncRead for GuardedIo {
             }
         }
         this.timed_out = true;
+        this.state.answered.store(true, Ordering::Release);
         if in_head {
             // Best effort: the socket buffer is empty between requests, so this fits at once.
-            let _ = Pin::new(&mut this.inner).poll_write(cx, TIMEOUT_RESPONSE);
-            let _ = Pin::new(&mut this.inner).poll_flush(cx);
+            let _ = this.inner.try_write(TIMEOUT_RESPONSE);
             tracing::debug!("request head not received in time: 408");
         }
         Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
     }
 }
 
+/// True when one request head in `buf` names both framing headers (any letter case): both
+/// matches with no blank line (end of a head) between them.
+fn has_both_framings(head: &[u8]) -> bool {
+    static AC: OnceLock<Option<aho_corasick::AhoCorasick>> = OnceLock::new();
+    let Some(ac) = AC
+        .get_or_init(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(["\ntransfer-encoding", "\ncontent-length"])
+                .ok()
+        })
+        .as_ref()
+    else {
+        return false;
+    };
+    let buf = &head[..head.len().min(32 << 10)];
+    // Position of the last match of each pattern.
+    let mut last: [Option<usize>; 2] = [None, None];
+    for m in ac.find_iter(buf) {
+        let p = m.pattern().as_usize();
+        let other = last[1 - p];
+        if let Some(o) = other {
+            let between = &buf[o..m.start()];
+            if !between.windows(4).any(|w| w == b"\r\n\r\n") {
+                return true;
+            }
+        }
+        last[p] = Some(m.start());
+    }
+    false
+}
+
+/// Reads through a shared stream: readiness, then a non-blocking read (what `TcpStream`'s own
+/// `poll_read` does, minus the exclusive borrow).
+fn poll_read_shared(s: &TcpStream, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    loop {
+        std::task::ready!(s.poll_read_ready(cx))?;
+        let unfilled = buf.initialize_unfilled();
+        match s.try_read(unfilled) {
+            Ok(n) => {
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl AsyncWrite for GuardedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let s = &self.inner;
+        loop {
+            std::task::ready!(s.poll_write_ready(cx))?;
+            match s.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => {
+                    if let Ok(n) = &r {
+                        self.state.written.fetch_add(*n as u64, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(r);
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -208,19 +296,33 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let s = &self.inner;
+        loop {
+            std::task::ready!(s.poll_write_ready(cx))?;
+            match s.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => {
+                    if let Ok(n) = &r {
+                        self.state.written.fetch_add(*n as u64, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(r);
+                }
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The connection task closes the socket when hyper is done; it may still have to send
+        // a 400 for a request hyper rejected, so no half-close here.
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -231,5 +333,18 @@ pub struct InFlight(pub Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.request_finished();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_both_framings;
+
+    #[test]
+    fn framing_conflicts_are_found_per_head() {
+        assert!(has_both_framings(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(has_both_framings(b"POST / HTTP/1.1\r\ntRaNsFeR-eNcOdInG: chunked\r\nCONTENT-LENGTH: 4\r\n\r\n"));
+        assert!(!has_both_framings(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!has_both_framings(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
 }

@@ -1,0 +1,211 @@
+//! HTTP protocol handling: keep-alive, pipelining, h2c, Expect, limits, timeouts and malformed
+//! input (each must get 400 and a closed connection, never a second interpretation).
+#![allow(clippy::unwrap_used)]
+mod common;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const CFG: &str = r#"
+[limits]
+header_read_timeout = "1s"
+keepalive_requests = 3
+max_uri_length = "1KiB"
+max_header_size = "4KiB"
+max_headers = 20
+max_body_size = "100"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+[[server.route]]
+prefix = "/"
+return = { status = 200, body = "ok $request_method $uri" }
+"#;
+
+fn server() -> Rampart {
+    Rampart::with_config(CFG)
+}
+
+fn assert_400_and_closed(port: u16, req: &[u8]) {
+    let out = raw_until_close(port, req);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{:?} → {text}", String::from_utf8_lossy(req));
+    // Exactly one response: nothing smuggled behind it.
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let r = server();
+    let p = r.port;
+    // Conflicting Content-Length / Transfer-Encoding.
+    assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    // Two different Content-Lengths.
+    assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde");
+    // Bad chunk size.
+    assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n");
+    // NUL, bare CR in a header value; obs-fold.
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n");
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n");
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n  folded\r\n\r\n");
+    // Missing Host on HTTP/1.1; two Host headers; a bad Host.
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\n\r\n");
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
+    // Absolute-form whose authority disagrees with Host; a non-HTTP scheme.
+    assert_400_and_closed(p, b"GET http://evil.test/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_400_and_closed(p, b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    // Unknown transfer codings.
+    let out = raw_until_close(p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 501"));
+    // Garbage request line; space in target; path escaping the root.
+    assert_400_and_closed(p, b"GARBAGE\r\n\r\n");
+    assert_400_and_closed(p, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_400_and_closed(p, b"GET /../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n");
+    // The server is still healthy.
+    assert_eq!(get(p, "/", &[]).status, 200);
+}
+
+#[test]
+fn absolute_form_that_agrees_with_host_is_served() {
+    let r = server();
+    let resp = raw(r.port, b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "ok GET /x");
+}
+
+#[test]
+fn http10_without_host_is_fine() {
+    let r = server();
+    let out = raw_until_close(r.port, b"GET /ten HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.ends_with("ok GET /ten"), "{text}");
+}
+
+#[test]
+fn limits_uri_headers_body() {
+    let r = server();
+    let long = format!("/{}", "a".repeat(1100));
+    assert_eq!(get(r.port, &long, &[]).status, 414);
+    let big = "b".repeat(5000);
+    let resp = get(r.port, "/", &[("X-Big", &big)]);
+    assert!(resp.status == 431 || resp.status == 400, "{}", resp.status);
+    let many: Vec<(String, String)> = (0..30).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let resp = get(r.port, "/", &refs);
+    assert!(resp.status == 431 || resp.status == 400, "{}", resp.status);
+    let body413 = raw(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n");
+    assert_eq!(body413.status, 413);
+    let ok = raw(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn expect_100_continue() {
+    let r = server();
+    // Too large: 413 at once, no 100 Continue, no waiting for the body.
+    let out = raw_until_close(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+}
+
+#[test]
+fn keep_alive_pipelining_and_max_requests() {
+    let r = server();
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Three pipelined requests in one write; keepalive_requests = 3 closes after the third.
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut br = BufReader::new(s.try_clone().unwrap());
+    for i in 1..=3 {
+        let resp = read_response(&mut br, false).unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), format!("ok GET /{i}"));
+        assert_eq!(resp.header("connection"), if i == 3 { Some("close") } else { None }, "request {i}");
+    }
+    let mut rest = Vec::new();
+    let _ = br.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn h2c_prior_knowledge_on_the_same_port() {
+    let r = server();
+    let o = curl(&["--http2-prior-knowledge", "-i", &r.url("/h2")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.ends_with("ok GET /h2"), "{text}");
+    assert!(text.contains("server: rampart"));
+    // And plain HTTP/1.1 still works on it.
+    assert_eq!(get(r.port, "/h1", &[]).text(), "ok GET /h1");
+}
+
+#[test]
+fn slow_header_gets_408_and_does_not_starve_others() {
+    let r = server();
+    // 50 slowloris connections each send half a head and stall.
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    // Others are served meanwhile.
+    for _ in 0..20 {
+        assert_eq!(get(r.port, "/", &[]).status, 200);
+    }
+    // Each slow one gets 408 and a close once header_read_timeout (1s) passes.
+    for s in slow.iter_mut().take(5) {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}
+
+#[test]
+fn idle_keepalive_connection_is_closed_quietly() {
+    let r = Rampart::with_config(&CFG.replace("header_read_timeout = \"1s\"", "header_read_timeout = \"5s\"\nkeepalive_timeout = \"1s\""));
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut br = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(read_response(&mut br, false).unwrap().status, 200);
+    let mut rest = Vec::new();
+    let _ = br.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "idle close sends nothing: {:?}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn head_has_headers_without_body() {
+    let r = server();
+    let resp = raw(r.port, b"HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("10"));
+    assert!(resp.body.is_empty());
+}
+
+#[test]
+fn request_id_is_echoed_or_generated() {
+    let r = server();
+    let a = get(r.port, "/", &[("X-Request-Id", "abc-123")]);
+    assert_eq!(a.header("x-request-id"), Some("abc-123"));
+    let b = get(r.port, "/", &[("X-Request-Id", "bad value with spaces")]);
+    let id = b.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn server_header_can_be_hidden() {
+    let r = Rampart::with_config(&format!("[global]\nserver_header = false\n{CFG}"));
+    let resp = get(r.port, "/", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("server"), None);
+}
