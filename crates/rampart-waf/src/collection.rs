@@ -62,7 +62,10 @@ impl Collection {
 
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
         let lk = key.to_ascii_lowercase();
-        self.entries.iter().find(|e| *e.lkey == *lk).map(|e| &e.value)
+        self.entries
+            .iter()
+            .find(|e| *e.lkey == *lk)
+            .map(|e| &e.value)
     }
 
     pub fn entries(&self) -> &[Entry] {

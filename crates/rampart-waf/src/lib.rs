@@ -15,8 +15,8 @@ pub mod operator;
 mod rule;
 mod ruleset;
 mod seclang;
-pub mod transform;
 mod transaction;
+pub mod transform;
 mod variable;
 
 pub use audit::{MatchedRule, Severity};

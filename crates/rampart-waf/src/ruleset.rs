@@ -72,14 +72,23 @@ impl Loader for FsLoader {
             None => ("", pattern),
         };
         if dir.contains(['*', '?']) {
-            return Err(format!("wildcards are only supported in the last path component: {pattern}"));
+            return Err(format!(
+                "wildcards are only supported in the last path component: {pattern}"
+            ));
         }
-        let rd = std::fs::read_dir(self.full(if dir.is_empty() { "." } else { dir })).map_err(|e| e.to_string())?;
+        let rd = std::fs::read_dir(self.full(if dir.is_empty() { "." } else { dir }))
+            .map_err(|e| e.to_string())?;
         let mut out: Vec<String> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| wildcard(file_pat.as_bytes(), n.as_bytes()))
-            .map(|n| if dir.is_empty() { n } else { format!("{dir}/{n}") })
+            .map(|n| {
+                if dir.is_empty() {
+                    n
+                } else {
+                    format!("{dir}/{n}")
+                }
+            })
             .collect();
         out.sort();
         Ok(out)
@@ -107,7 +116,10 @@ impl MemoryLoader {
 
 impl Loader for MemoryLoader {
     fn read(&self, path: &str) -> Result<String, String> {
-        self.files.get(path).cloned().ok_or_else(|| "no such file".to_string())
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "no such file".to_string())
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
@@ -228,7 +240,10 @@ pub struct LoadReport {
 impl LoadReport {
     /// Number of `@rx` on the backtracking fallback.
     pub fn fancy_regex_count(&self) -> usize {
-        self.regex_engines.iter().filter(|(_, e)| *e == RegexEngine::FancyRegex).count()
+        self.regex_engines
+            .iter()
+            .filter(|(_, e)| *e == RegexEngine::FancyRegex)
+            .count()
     }
 }
 
@@ -240,7 +255,6 @@ pub(crate) struct Inner {
     /// Disruptive action `block` resolves to, per phase.
     pub default_disruptive: [Disruptive; 6],
     pub default_status: [Option<u16>; 6],
-    pub tchain_count: u32,
 }
 
 /// A compiled rule set: immutable, `Send + Sync`, cheap to clone (shared by `Arc`).
@@ -251,7 +265,9 @@ pub struct RuleSet {
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("rules", &self.inner.rules.len()).finish()
+        f.debug_struct("RuleSet")
+            .field("rules", &self.inner.rules.len())
+            .finish()
     }
 }
 
@@ -292,7 +308,11 @@ impl RuleSet {
 
     /// Number of rules (markers excluded).
     pub fn rule_count(&self) -> usize {
-        self.inner.rules.iter().filter(|r| r.marker.is_none()).count()
+        self.inner
+            .rules
+            .iter()
+            .filter(|r| r.marker.is_none())
+            .count()
     }
 
     /// Phases rules exist in, for connectors that want to skip body buffering.

@@ -180,7 +180,13 @@ impl Transaction {
     }
 
     /// Connection endpoints (REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT).
-    pub fn process_connection(&mut self, client_ip: &str, client_port: u16, server_ip: &str, server_port: u16) {
+    pub fn process_connection(
+        &mut self,
+        client_ip: &str,
+        client_port: u16,
+        server_ip: &str,
+        server_port: u16,
+    ) {
         self.set_scalar(VarKind::RemoteAddr, client_ip.as_bytes());
         self.set_scalar(VarKind::RemoteHost, client_ip.as_bytes());
         self.set_scalar(VarKind::RemotePort, client_port.to_string().as_bytes());
@@ -213,7 +219,11 @@ impl Transaction {
         };
         // Like the web server's decoded path: %XX decoded, `+` kept.
         let path = percent_decode(path.as_bytes());
-        let base = path.rsplit(|&c| c == b'/' || c == b'\\').next().unwrap_or(&path).to_vec();
+        let base = path
+            .rsplit(|&c| c == b'/' || c == b'\\')
+            .next()
+            .unwrap_or(&path)
+            .to_vec();
         self.set_scalar(VarKind::RequestFilename, &path);
         self.set_scalar(VarKind::RequestBasename, &base);
         if let Some(q) = query {
@@ -246,7 +256,10 @@ impl Transaction {
     }
 
     fn content_type(&self) -> Vec<u8> {
-        self.req_headers.get("content-type").map(|v| v.to_vec()).unwrap_or_default()
+        self.req_headers
+            .get("content-type")
+            .map(|v| v.to_vec())
+            .unwrap_or_default()
     }
 
     /// Runs phase 1.
@@ -420,7 +433,10 @@ impl Transaction {
             (VarKind::MultipartMissingSemicolon, fl.missing_semicolon),
             (VarKind::MultipartInvalidQuoting, fl.invalid_quoting),
             (VarKind::MultipartInvalidPart, fl.invalid_part),
-            (VarKind::MultipartInvalidHeaderFolding, fl.invalid_header_folding),
+            (
+                VarKind::MultipartInvalidHeaderFolding,
+                fl.invalid_header_folding,
+            ),
             (VarKind::MultipartFileLimitExceeded, fl.file_limit_exceeded),
         ];
         for (k, v) in sets {
@@ -444,10 +460,17 @@ impl Transaction {
     }
 
     /// Runs phase 3.
-    pub fn process_response_headers(&mut self, status: u16, protocol: &str) -> Option<Interruption> {
+    pub fn process_response_headers(
+        &mut self,
+        status: u16,
+        protocol: &str,
+    ) -> Option<Interruption> {
         self.set_scalar(VarKind::ResponseStatus, status.to_string().as_bytes());
         self.set_scalar(VarKind::ResponseProtocol, protocol.as_bytes());
-        self.set_scalar(VarKind::StatusLine, format!("{protocol} {status}").as_bytes());
+        self.set_scalar(
+            VarKind::StatusLine,
+            format!("{protocol} {status}").as_bytes(),
+        );
         self.run_until(Phase::ResponseHeaders)
     }
 
@@ -456,8 +479,14 @@ impl Transaction {
         if !self.resp_body_access {
             return false;
         }
-        let mime = self.resp_content_type.split(';').next().unwrap_or("").trim().to_string();
-        self.rs.config.response_mime_types.iter().any(|m| *m == mime)
+        let mime = self
+            .resp_content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        self.rs.config.response_mime_types.contains(&mime)
     }
 
     /// Buffers response body bytes (up to SecResponseBodyLimit).
@@ -470,7 +499,8 @@ impl Transaction {
         if data.len() > room {
             self.set_scalar(VarKind::OutboundDataError, b"1");
         }
-        self.resp_body.extend_from_slice(&data[..data.len().min(room)]);
+        self.resp_body
+            .extend_from_slice(&data[..data.len().min(room)]);
     }
 
     /// Runs phase 4.
@@ -534,8 +564,11 @@ impl Transaction {
     }
 
     fn is_removed(&self, rule: &Rule) -> bool {
-        self.removed_ids.iter().any(|&(a, b)| rule.id >= a && rule.id <= b)
-            || (!self.removed_tags.is_empty() && rule.tags.iter().any(|t| self.removed_tags.contains(t)))
+        self.removed_ids
+            .iter()
+            .any(|&(a, b)| rule.id >= a && rule.id <= b)
+            || (!self.removed_tags.is_empty()
+                && rule.tags.iter().any(|t| self.removed_tags.contains(t)))
     }
 
     fn eval_phase(&mut self, phase: Phase) {
@@ -601,7 +634,9 @@ impl Transaction {
             let action = match &disruptive {
                 Disruptive::Deny => Some(InterruptionAction::Deny),
                 Disruptive::Drop => Some(InterruptionAction::Drop),
-                Disruptive::Redirect(m) => Some(InterruptionAction::Redirect(lossy(&self.expand(m, rule)))),
+                Disruptive::Redirect(m) => {
+                    Some(InterruptionAction::Redirect(lossy(&self.expand(m, rule))))
+                }
                 Disruptive::Allow(scope) => {
                     self.allow_until = match scope {
                         AllowScope::Phase => phase.number(),
@@ -613,7 +648,11 @@ impl Transaction {
                 Disruptive::Pass | Disruptive::Block => None,
             };
             if let Some(action) = action {
-                let default = if matches!(action, InterruptionAction::Redirect(_)) { 302 } else { 403 };
+                let default = if matches!(action, InterruptionAction::Redirect(_)) {
+                    302
+                } else {
+                    403
+                };
                 self.interruption = Some(Interruption {
                     status: status.unwrap_or(default),
                     rule_id: rule.id,
@@ -622,8 +661,16 @@ impl Transaction {
                 interrupted = true;
             }
         }
-        let msg = rule.msg.as_ref().map(|m| lossy(&self.expand(m, rule))).unwrap_or_default();
-        let mut logdata = rule.logdata.as_ref().map(|m| lossy(&self.expand(m, rule))).unwrap_or_default();
+        let msg = rule
+            .msg
+            .as_ref()
+            .map(|m| lossy(&self.expand(m, rule)))
+            .unwrap_or_default();
+        let mut logdata = rule
+            .logdata
+            .as_ref()
+            .map(|m| lossy(&self.expand(m, rule)))
+            .unwrap_or_default();
         truncate(&mut logdata, 512);
         let mut data = lossy(&self.matched_var);
         truncate(&mut data, 200);
@@ -746,7 +793,11 @@ impl Transaction {
                 let delta = atoi(&self.expand(v, rule));
                 let col = self.collection_mut(sv.collection);
                 let cur = col.get(&key).map(|c| atoi(c)).unwrap_or(0);
-                let n = if matches!(sv.op, SetOp::Add(_)) { cur + delta } else { cur - delta };
+                let n = if matches!(sv.op, SetOp::Add(_)) {
+                    cur + delta
+                } else {
+                    cur - delta
+                };
                 col.set(&key, n.to_string().as_bytes());
             }
         }
@@ -758,12 +809,14 @@ impl Transaction {
             Ctl::RuleRemoveByTag(t) => self.removed_tags.push(t.clone()),
             Ctl::RuleRemoveTargetById(r, ex) => {
                 for e in ex {
-                    self.target_removals.push((RuleSel::Ids(r.clone()), e.clone()));
+                    self.target_removals
+                        .push((RuleSel::Ids(r.clone()), e.clone()));
                 }
             }
             Ctl::RuleRemoveTargetByTag(t, ex) => {
                 for e in ex {
-                    self.target_removals.push((RuleSel::Tag(t.clone()), e.clone()));
+                    self.target_removals
+                        .push((RuleSel::Tag(t.clone()), e.clone()));
                 }
             }
             Ctl::RuleEngine(m) => self.mode = *m,
@@ -777,7 +830,12 @@ impl Transaction {
     }
 
     fn excluded(&self, rule: &Rule, link: &Link, kind: VarKind, lkey: &str) -> bool {
-        if link.targets.exclusions.iter().any(|e| e.excludes(kind, Some(lkey))) {
+        if link
+            .targets
+            .exclusions
+            .iter()
+            .any(|e| e.excludes(kind, Some(lkey)))
+        {
             return true;
         }
         self.target_removals.iter().any(|(sel, e)| {
@@ -790,7 +848,10 @@ impl Transaction {
     }
 
     fn scalar_excluded(&self, rule: &Rule, link: &Link, kind: VarKind) -> bool {
-        link.targets.exclusions.iter().any(|e| e.excludes(kind, None))
+        link.targets
+            .exclusions
+            .iter()
+            .any(|e| e.excludes(kind, None))
             || self.target_removals.iter().any(|(sel, e)| {
                 let applies = match sel {
                     RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
@@ -870,7 +931,11 @@ impl Transaction {
                     out.push(Val {
                         kind: t.kind,
                         key: Some(e.key.clone()),
-                        value: if names { arc(e.key.as_bytes()) } else { e.value.clone() },
+                        value: if names {
+                            arc(e.key.as_bytes())
+                        } else {
+                            e.value.clone()
+                        },
                         count: false,
                     });
                 }
@@ -880,7 +945,12 @@ impl Transaction {
                 VarKind::MatchedVar => Some(self.matched_var.clone()),
                 VarKind::MatchedVarName => Some(arc(self.matched_var_name.as_bytes())),
                 VarKind::HighestSeverity => {
-                    let h = self.matched.iter().filter_map(|m| m.severity).min().map_or(255, |s| s as u8);
+                    let h = self
+                        .matched
+                        .iter()
+                        .filter_map(|m| m.severity)
+                        .min()
+                        .map_or(255, |s| s as u8);
                     Some(arc(h.to_string().as_bytes()))
                 }
                 k => self.scalars.get(&k).cloned(),
@@ -923,7 +993,11 @@ impl Transaction {
             for c in cols {
                 for e in c.entries() {
                     if key.is_none_or_eq(&e.lkey) {
-                        return Some(if names { arc(e.key.as_bytes()) } else { e.value.clone() });
+                        return Some(if names {
+                            arc(e.key.as_bytes())
+                        } else {
+                            e.value.clone()
+                        });
                     }
                 }
             }
@@ -980,7 +1054,10 @@ fn percent_decode(b: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (crate::transform::hexval(b[i + 1]), crate::transform::hexval(b[i + 2])) {
+            if let (Some(h), Some(l)) = (
+                crate::transform::hexval(b[i + 1]),
+                crate::transform::hexval(b[i + 2]),
+            ) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;

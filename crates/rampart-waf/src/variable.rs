@@ -494,7 +494,8 @@ mod tests {
 
     #[test]
     fn parses_targets_with_regex_and_exclusions() {
-        let t = parse_targets("ARGS|!ARGS:foo|&TX:x|REQUEST_COOKIES:/^a|b$/|XML:/*").unwrap_or_default();
+        let t = parse_targets("ARGS|!ARGS:foo|&TX:x|REQUEST_COOKIES:/^a|b$/|XML:/*")
+            .unwrap_or_default();
         assert_eq!(t.targets.len(), 4);
         assert_eq!(t.exclusions.len(), 1);
         assert!(t.targets[1].count);

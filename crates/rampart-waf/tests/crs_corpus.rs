@@ -120,9 +120,9 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
         }
     }
     let mut body = raw[body_start.min(raw.len())..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
     if chunked {
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a front end
         // forwarding the request drops Content-Length; the engine sees what it forwards.
@@ -130,9 +130,13 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
         let mut out = Vec::new();
         let mut p = 0;
         while p < body.len() {
-            let Some(e) = body[p..].windows(2).position(|w| w == b"\r\n") else { break };
+            let Some(e) = body[p..].windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
             let sz = String::from_utf8_lossy(&body[p..p + e]);
-            let Ok(n) = usize::from_str_radix(sz.split(';').next().unwrap_or("").trim(), 16) else { break };
+            let Ok(n) = usize::from_str_radix(sz.split(';').next().unwrap_or("").trim(), 16) else {
+                break;
+            };
             p += e + 2;
             if n == 0 {
                 break;
@@ -141,7 +145,10 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
             p += n + 2;
         }
         body = out;
-    } else if let Some((_, cl)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+    } else if let Some((_, cl)) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
         if let Ok(n) = cl.trim().parse::<usize>() {
             body.truncate(n);
         }
@@ -161,10 +168,18 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
 /// Simulated backend: empty 200, or what `POST /reflect` asks for.
 fn backend(req: &Req) -> (u16, Vec<(String, String)>, Vec<u8>) {
     if req.method == "POST" && req.uri.starts_with("/reflect") {
-        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&req.body) {
-            let get = |k: &str| m.iter().find(|(kk, _)| kk.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        if let Ok(serde_json::Value::Object(m)) =
+            serde_json::from_slice::<serde_json::Value>(&req.body)
+        {
+            let get = |k: &str| {
+                m.iter()
+                    .find(|(kk, _)| kk.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.clone())
+            };
             let status = get("status").and_then(|v| v.as_u64()).unwrap_or(200) as u16;
-            let mut body = get("body").and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec())).unwrap_or_default();
+            let mut body = get("body")
+                .and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
+                .unwrap_or_default();
             if let Some(e) = get("encodedBody").and_then(|v| v.as_str().map(str::to_string)) {
                 body = b64(&e);
             }
@@ -174,14 +189,38 @@ fn backend(req: &Req) -> (u16, Vec<(String, String)>, Vec<u8>) {
                     headers.push((k.clone(), v.as_str().unwrap_or("").to_string()));
                 }
             }
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) && !body.is_empty() {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                && !body.is_empty()
+            {
                 let t = body.trim_ascii_start();
                 let lower = t.to_ascii_lowercase();
-                let ct = if lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html") || lower.starts_with(b"<head") || lower.starts_with(b"<script") || lower.starts_with(b"<body") || lower.starts_with(b"<h1") || lower.starts_with(b"<div") || lower.starts_with(b"<table") || lower.starts_with(b"<title") || lower.starts_with(b"<p") || lower.starts_with(b"<br") || lower.starts_with(b"<a") || lower.starts_with(b"<b") || lower.starts_with(b"<font") || lower.starts_with(b"<iframe") || lower.starts_with(b"<style") || lower.starts_with(b"<!--") {
+                let ct = if lower.starts_with(b"<!doctype html")
+                    || lower.starts_with(b"<html")
+                    || lower.starts_with(b"<head")
+                    || lower.starts_with(b"<script")
+                    || lower.starts_with(b"<body")
+                    || lower.starts_with(b"<h1")
+                    || lower.starts_with(b"<div")
+                    || lower.starts_with(b"<table")
+                    || lower.starts_with(b"<title")
+                    || lower.starts_with(b"<p")
+                    || lower.starts_with(b"<br")
+                    || lower.starts_with(b"<a")
+                    || lower.starts_with(b"<b")
+                    || lower.starts_with(b"<font")
+                    || lower.starts_with(b"<iframe")
+                    || lower.starts_with(b"<style")
+                    || lower.starts_with(b"<!--")
+                {
                     "text/html; charset=utf-8"
                 } else if lower.starts_with(b"<?xml") {
                     "text/xml; charset=utf-8"
-                } else if body.iter().any(|&c| c < 0x09 || (c > 0x0d && c < 0x20 && c != 0x1b)) {
+                } else if body
+                    .iter()
+                    .any(|&c| c < 0x09 || (c > 0x0d && c < 0x20 && c != 0x1b))
+                {
                     "application/octet-stream"
                 } else {
                     "text/plain; charset=utf-8"
@@ -236,7 +275,8 @@ fn run_stage(rs: &RuleSet, stage: &serde_json::Value) -> Result<Option<()>, Stri
     tx.append_response_body(&body);
     tx.process_response_body();
     tx.process_logging();
-    let logged: Vec<&rampart_waf::MatchedRule> = tx.matched_rules().iter().filter(|m| m.log).collect();
+    let logged: Vec<&rampart_waf::MatchedRule> =
+        tx.matched_rules().iter().filter(|m| m.log).collect();
     let ids: Vec<u32> = logged.iter().map(|m| m.id).collect();
     let lines: Vec<String> = logged.iter().map(|m| m.log_line()).collect();
     let mut reasons = Vec::new();
@@ -333,9 +373,15 @@ fn replay(sample_every: usize, min_passed: usize) {
         }
     }
     let mut tot = Counts::default();
-    eprintln!("{:<48} {:>6} {:>6} {:>6} {:>6}", "rule file", "tests", "pass", "fail", "skip");
+    eprintln!(
+        "{:<48} {:>6} {:>6} {:>6} {:>6}",
+        "rule file", "tests", "pass", "fail", "skip"
+    );
     for (f, c) in &per_file {
-        eprintln!("{:<48} {:>6} {:>6} {:>6} {:>6}", f, c.total, c.passed, c.failed, c.skipped);
+        eprintln!(
+            "{:<48} {:>6} {:>6} {:>6} {:>6}",
+            f, c.total, c.passed, c.failed, c.skipped
+        );
         tot.total += c.total;
         tot.passed += c.passed;
         tot.failed += c.failed;
@@ -352,8 +398,15 @@ fn replay(sample_every: usize, min_passed: usize) {
         rate * 100.0,
         t.elapsed()
     );
-    println!("{} passed, {} failed, {} skipped", tot.passed, tot.failed, tot.skipped);
-    assert!(tot.passed >= min_passed, "{} passed, expected at least {min_passed}", tot.passed);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        tot.passed, tot.failed, tot.skipped
+    );
+    assert!(
+        tot.passed >= min_passed,
+        "{} passed, expected at least {min_passed}",
+        tot.passed
+    );
 }
 
 /// The whole corpus (~40 s in debug, ~6 s in release).

@@ -1,8 +1,8 @@
 //! `ctl:` — per-transaction configuration changes (rule removal, engine mode, body
 //! processor …).
 
-use crate::variable::{parse_targets, Exclusion};
 use crate::ruleset::EngineMode;
+use crate::variable::{parse_targets, Exclusion};
 
 /// Request body processor selectable by `ctl:requestBodyProcessor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,31 +83,43 @@ fn target_excl(s: &str) -> Result<Vec<Exclusion>, String> {
 }
 
 pub(crate) fn parse(arg: &str) -> Result<Ctl, String> {
-    let (name, val) = arg.split_once('=').ok_or_else(|| format!("ctl needs name=value: {arg:?}"))?;
+    let (name, val) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("ctl needs name=value: {arg:?}"))?;
     let val = val.trim();
     Ok(match name.trim().to_ascii_lowercase().as_str() {
         "ruleremovebyid" => Ctl::RuleRemoveById(parse_id_ranges(val)?),
         "ruleremovebytag" => Ctl::RuleRemoveByTag(val.to_string()),
         "ruleremovetargetbyid" => {
-            let (ids, t) = val.split_once(';').ok_or("ruleRemoveTargetById needs id;TARGET")?;
+            let (ids, t) = val
+                .split_once(';')
+                .ok_or("ruleRemoveTargetById needs id;TARGET")?;
             Ctl::RuleRemoveTargetById(parse_id_ranges(ids)?, target_excl(t)?)
         }
         "ruleremovetargetbytag" => {
-            let (tag, t) = val.split_once(';').ok_or("ruleRemoveTargetByTag needs tag;TARGET")?;
+            let (tag, t) = val
+                .split_once(';')
+                .ok_or("ruleRemoveTargetByTag needs tag;TARGET")?;
             Ctl::RuleRemoveTargetByTag(tag.to_string(), target_excl(t)?)
         }
-        "ruleengine" => Ctl::RuleEngine(EngineMode::parse(val).ok_or_else(|| format!("bad ruleEngine {val:?}"))?),
-        "requestbodyprocessor" => Ctl::RequestBodyProcessor(match val.to_ascii_uppercase().as_str() {
-            "URLENCODED" => BodyProcessor::UrlEncoded,
-            "MULTIPART" => BodyProcessor::Multipart,
-            "JSON" => BodyProcessor::Json,
-            "XML" => BodyProcessor::Xml,
-            _ => return Err(format!("unknown body processor {val:?}")),
-        }),
+        "ruleengine" => Ctl::RuleEngine(
+            EngineMode::parse(val).ok_or_else(|| format!("bad ruleEngine {val:?}"))?,
+        ),
+        "requestbodyprocessor" => {
+            Ctl::RequestBodyProcessor(match val.to_ascii_uppercase().as_str() {
+                "URLENCODED" => BodyProcessor::UrlEncoded,
+                "MULTIPART" => BodyProcessor::Multipart,
+                "JSON" => BodyProcessor::Json,
+                "XML" => BodyProcessor::Xml,
+                _ => return Err(format!("unknown body processor {val:?}")),
+            })
+        }
         "requestbodyaccess" => Ctl::RequestBodyAccess(on_off(val)?),
         "responsebodyaccess" => Ctl::ResponseBodyAccess(on_off(val)?),
         "forcerequestbodyvariable" => Ctl::ForceRequestBodyVariable(on_off(val)?),
-        "requestbodylimit" => Ctl::RequestBodyLimit(val.parse().map_err(|_| format!("bad limit {val:?}"))?),
+        "requestbodylimit" => {
+            Ctl::RequestBodyLimit(val.parse().map_err(|_| format!("bad limit {val:?}"))?)
+        }
         "auditengine" | "auditlogparts" | "debugloglevel" | "hashengine" => Ctl::Noop,
         other => return Err(format!("unsupported ctl {other}")),
     })

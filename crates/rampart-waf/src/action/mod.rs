@@ -84,7 +84,8 @@ fn split_actions(s: &str) -> Vec<(String, Option<String>)> {
 }
 
 fn need(v: &Option<String>, name: &str) -> Result<String, String> {
-    v.clone().ok_or_else(|| format!("action {name} needs an argument"))
+    v.clone()
+        .ok_or_else(|| format!("action {name} needs an argument"))
 }
 
 /// Parses an action list.
@@ -105,7 +106,10 @@ pub(crate) fn parse_actions(s: &str) -> Result<ParsedActions, String> {
             "logdata" => a.logdata = Some(MacroStr::parse(&need(&val, "logdata")?)),
             "severity" => {
                 let v = need(&val, "severity")?;
-                a.severity = Some(crate::audit::Severity::parse(&v).ok_or_else(|| format!("bad severity {v:?}"))? as u8);
+                a.severity = Some(
+                    crate::audit::Severity::parse(&v)
+                        .ok_or_else(|| format!("bad severity {v:?}"))? as u8,
+                );
             }
             "tag" => a.tags.push(need(&val, "tag")?),
             "t" => {
@@ -132,7 +136,11 @@ pub(crate) fn parse_actions(s: &str) -> Result<ParsedActions, String> {
                 };
                 a.disruptive = Some(Disruptive::Allow(scope));
             }
-            "redirect" => a.disruptive = Some(Disruptive::Redirect(MacroStr::parse(&need(&val, "redirect")?))),
+            "redirect" => {
+                a.disruptive = Some(Disruptive::Redirect(MacroStr::parse(&need(
+                    &val, "redirect",
+                )?)))
+            }
             "status" => {
                 let v = need(&val, "status")?;
                 a.status = Some(v.trim().parse().map_err(|_| format!("bad status {v:?}"))?);
@@ -148,19 +156,38 @@ pub(crate) fn parse_actions(s: &str) -> Result<ParsedActions, String> {
             "skipafter" => a.skip_after = Some(need(&val, "skipAfter")?),
             "capture" => a.capture = true,
             "multimatch" => a.multi_match = true,
-            "setvar" => a.effects.push(Effect::SetVar(setvar::parse(&need(&val, "setvar")?)?)),
+            "setvar" => a
+                .effects
+                .push(Effect::SetVar(setvar::parse(&need(&val, "setvar")?)?)),
             "ctl" => match ctl::parse(&need(&val, "ctl")?) {
                 Ok(c) => a.effects.push(Effect::Ctl(c)),
-                Err(e) if e.starts_with("unsupported") => a.unsupported.push(format!("ctl:{}", val.unwrap_or_default())),
+                Err(e) if e.starts_with("unsupported") => a
+                    .unsupported
+                    .push(format!("ctl:{}", val.unwrap_or_default())),
                 Err(e) => return Err(e),
             },
             // Metadata without runtime effect.
             "ver" | "rev" | "maturity" | "accuracy" => {}
             // Persistent collections and environment are out of scope for a single
             // transaction engine: accepted and reported.
-            "expirevar" | "initcol" | "setenv" | "setuid" | "setsid" | "setrsc" | "deprecatevar"
-            | "sanitisearg" | "sanitisematched" | "sanitisematchedbytes" | "sanitiserequestheader"
-            | "sanitiseresponseheader" | "exec" | "append" | "prepend" | "proxy" | "pause" | "xmlns" => {
+            "expirevar"
+            | "initcol"
+            | "setenv"
+            | "setuid"
+            | "setsid"
+            | "setrsc"
+            | "deprecatevar"
+            | "sanitisearg"
+            | "sanitisematched"
+            | "sanitisematchedbytes"
+            | "sanitiserequestheader"
+            | "sanitiseresponseheader"
+            | "exec"
+            | "append"
+            | "prepend"
+            | "proxy"
+            | "pause"
+            | "xmlns" => {
                 a.unsupported.push(lname.clone());
             }
             _ => return Err(format!("unknown action {name:?}")),
@@ -175,8 +202,10 @@ mod tests {
 
     #[test]
     fn parses_list() {
-        let a = parse_actions("id:1,phase:2,msg:'a, b',t:none,t:lowercase,setvar:'tx.x=+%{tx.y}',block,chain")
-            .unwrap_or_default();
+        let a = parse_actions(
+            "id:1,phase:2,msg:'a, b',t:none,t:lowercase,setvar:'tx.x=+%{tx.y}',block,chain",
+        )
+        .unwrap_or_default();
         assert_eq!(a.id, Some(1));
         assert!(a.chain && a.transforms_reset);
         assert_eq!(a.transforms, vec![Transform::Lowercase]);

@@ -33,7 +33,8 @@ pub(crate) fn parse(arg: &str) -> Result<SetVar, String> {
     let (col, key) = lhs
         .split_once('.')
         .ok_or_else(|| format!("setvar needs collection.key: {arg:?}"))?;
-    let collection = VarKind::parse(col.trim()).ok_or_else(|| format!("setvar: unknown collection {col:?}"))?;
+    let collection =
+        VarKind::parse(col.trim()).ok_or_else(|| format!("setvar: unknown collection {col:?}"))?;
     let key = MacroStr::parse(&key.trim().to_ascii_lowercase());
     let op = if delete {
         SetOp::Delete
@@ -51,5 +52,9 @@ pub(crate) fn parse(arg: &str) -> Result<SetVar, String> {
             }
         }
     };
-    Ok(SetVar { collection, key, op })
+    Ok(SetVar {
+        collection,
+        key,
+        op,
+    })
 }

@@ -19,7 +19,10 @@ impl P<'_> {
     }
 
     fn err<T>(&self, m: &str) -> Result<T, JsonError> {
-        Err(JsonError(format!("JSON parsing error at offset {}: {m}", self.i)))
+        Err(JsonError(format!(
+            "JSON parsing error at offset {}: {m}",
+            self.i
+        )))
     }
 
     fn string(&mut self) -> Result<Vec<u8>, JsonError> {
@@ -32,7 +35,9 @@ impl P<'_> {
             match c {
                 b'"' => return Ok(s),
                 b'\\' => {
-                    let Some(&e) = self.b.get(self.i) else { return self.err("bad escape") };
+                    let Some(&e) = self.b.get(self.i) else {
+                        return self.err("bad escape");
+                    };
                     self.i += 1;
                     match e {
                         b'"' => s.push(b'"'),
@@ -44,13 +49,18 @@ impl P<'_> {
                         b'r' => s.push(b'\r'),
                         b't' => s.push(b'\t'),
                         b'u' => {
-                            let hex = self.b.get(self.i..self.i + 4).and_then(|h| std::str::from_utf8(h).ok());
+                            let hex = self
+                                .b
+                                .get(self.i..self.i + 4)
+                                .and_then(|h| std::str::from_utf8(h).ok());
                             let Some(cp) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) else {
                                 return self.err("bad \\u escape");
                             };
                             self.i += 4;
                             let mut cp = cp;
-                            if (0xd800..0xdc00).contains(&cp) && self.b.get(self.i..self.i + 2) == Some(b"\\u") {
+                            if (0xd800..0xdc00).contains(&cp)
+                                && self.b.get(self.i..self.i + 2) == Some(b"\\u")
+                            {
                                 let lo = self
                                     .b
                                     .get(self.i + 2..self.i + 6)
@@ -79,7 +89,9 @@ impl P<'_> {
             return self.err("maximum nesting depth exceeded");
         }
         self.ws();
-        let Some(&c) = self.b.get(self.i) else { return self.err("unexpected end") };
+        let Some(&c) = self.b.get(self.i) else {
+            return self.err("unexpected end");
+        };
         match c {
             b'{' => {
                 self.i += 1;
@@ -142,16 +154,28 @@ impl P<'_> {
             }
             _ => {
                 let start = self.i;
-                while self.i < self.b.len() && !matches!(self.b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                while self.i < self.b.len()
+                    && !matches!(
+                        self.b[self.i],
+                        b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'
+                    )
+                {
                     self.i += 1;
                 }
                 let tok = &self.b[start..self.i];
                 let ok = matches!(tok, b"true" | b"false" | b"null")
-                    || (!tok.is_empty() && tok.iter().all(|c| c.is_ascii_digit() || b"+-.eE".contains(c)));
+                    || (!tok.is_empty()
+                        && tok
+                            .iter()
+                            .all(|c| c.is_ascii_digit() || b"+-.eE".contains(c)));
                 if !ok {
                     return self.err("invalid literal");
                 }
-                let v = if tok == b"null" { Vec::new() } else { tok.to_vec() };
+                let v = if tok == b"null" {
+                    Vec::new()
+                } else {
+                    tok.to_vec()
+                };
                 self.out.push((key.to_vec(), v));
                 Ok(())
             }
@@ -160,7 +184,7 @@ impl P<'_> {
 }
 
 /// Flattens a JSON document into `(name, value)` pairs.
-pub(crate) fn parse(input: &[u8], depth_limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, JsonError> {
+pub(crate) fn parse(input: &[u8], depth_limit: usize) -> Result<super::Pairs, JsonError> {
     let mut p = P {
         b: input,
         i: 0,
@@ -180,7 +204,10 @@ mod tests {
     #[test]
     fn flattens() {
         let v = super::parse(br#"{"a":{"b":1,"c":["x",true]},"d":null}"#, 10).unwrap_or_default();
-        let names: Vec<String> = v.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect();
+        let names: Vec<String> = v
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect();
         assert_eq!(names, ["json.a.b", "json.a.c", "json.a.c", "json.d"]);
         assert!(super::parse(b"{\"a\":", 10).is_err());
         assert!(super::parse(b"[[[1]]]", 2).is_err());

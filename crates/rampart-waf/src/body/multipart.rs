@@ -31,10 +31,10 @@ pub(crate) struct FilePart {
 /// Result of parsing.
 #[derive(Debug, Default)]
 pub(crate) struct Multipart {
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    pub fields: super::Pairs,
     pub files: Vec<FilePart>,
     /// (part name, header line)
-    pub part_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub part_headers: super::Pairs,
     pub flags: Flags,
     /// Fatal error (REQBODY_ERROR / REQBODY_PROCESSOR_ERROR).
     pub error: Option<String>,
@@ -99,14 +99,17 @@ pub(crate) fn boundary(content_type: &[u8], flags: &mut Flags) -> Result<Vec<u8>
     if b.is_empty() || b.len() > 70 {
         return Err("Multipart: invalid boundary length".into());
     }
-    if b.iter().any(|&c| c < 0x20 || c > 0x7e || c == b'"') {
+    if b.iter().any(|&c| !(0x20..=0x7e).contains(&c) || c == b'"') {
         return Err("Multipart: invalid boundary characters".into());
     }
     Ok(b)
 }
 
 /// Parses a `name="value"; filename=x` Content-Disposition tail.
-fn parse_disposition(v: &[u8], flags: &mut Flags) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), String> {
+/// `(name, filename)` of a part.
+type Disposition = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn parse_disposition(v: &[u8], flags: &mut Flags) -> Result<Disposition, String> {
     let lower = v.to_ascii_lowercase();
     if !lower.starts_with(b"form-data") {
         return Err("Multipart: Content-Disposition is not form-data".into());
@@ -258,7 +261,11 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
         None
     };
 
-    let mut finish_part = |mp: &mut Multipart, name: &Option<Vec<u8>>, filename: &Option<Vec<u8>>, headers: &[Vec<u8>], data: &[u8]| {
+    let finish_part = |mp: &mut Multipart,
+                       name: &Option<Vec<u8>>,
+                       filename: &Option<Vec<u8>>,
+                       headers: &[Vec<u8>],
+                       data: &[u8]| {
         let Some(name) = name.clone() else {
             mp.flags.invalid_part = true;
             return;
@@ -289,7 +296,11 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
         match st {
             St::Preamble => {
                 if is_boundary(line).is_some() {
-                    st = if is_boundary(line) == Some(true) { St::Done } else { St::Headers };
+                    st = if is_boundary(line) == Some(true) {
+                        St::Done
+                    } else {
+                        St::Headers
+                    };
                 } else if !line.is_empty() {
                     mp.flags.data_before = true;
                 }
@@ -319,7 +330,9 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
                         }
                     }
                     if !found_cd {
-                        mp.error.get_or_insert("Multipart: part missing Content-Disposition header".into());
+                        mp.error.get_or_insert(
+                            "Multipart: part missing Content-Disposition header".into(),
+                        );
                     }
                     st = St::Body;
                     cur_body.clear();
@@ -331,7 +344,8 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
                         None => mp.flags.invalid_header_folding = true,
                     }
                 } else if !line.contains(&b':') {
-                    mp.error.get_or_insert("Multipart: invalid part header (no colon)".into());
+                    mp.error
+                        .get_or_insert("Multipart: invalid part header (no colon)".into());
                     mp.flags.invalid_part = true;
                 } else {
                     cur_headers.push(line.to_vec());
@@ -392,7 +406,8 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
         }
     }
     if st != St::Done {
-        mp.error.get_or_insert("Multipart: final boundary missing".into());
+        mp.error
+            .get_or_insert("Multipart: final boundary missing".into());
     }
     mp
 }

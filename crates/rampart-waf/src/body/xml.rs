@@ -15,7 +15,10 @@ fn decode_entities(s: &[u8]) -> Vec<u8> {
 }
 
 fn find(h: &[u8], n: &[u8], from: usize) -> Option<usize> {
-    h.get(from..)?.windows(n.len()).position(|w| w == n).map(|p| p + from)
+    h.get(from..)?
+        .windows(n.len())
+        .position(|w| w == n)
+        .map(|p| p + from)
 }
 
 fn is_name(c: u8) -> bool {
@@ -45,7 +48,9 @@ pub(crate) fn parse(input: &[u8]) -> Result<XmlDoc, String> {
         }
         let rest = &input[i..];
         if rest.starts_with(b"<?") {
-            i = find(input, b"?>", i + 2).ok_or("XML parsing error: unterminated processing instruction")? + 2;
+            i = find(input, b"?>", i + 2)
+                .ok_or("XML parsing error: unterminated processing instruction")?
+                + 2;
         } else if rest.starts_with(b"<!--") {
             i = find(input, b"-->", i + 4).ok_or("XML parsing error: unterminated comment")? + 3;
         } else if rest.starts_with(b"<![CDATA[") {
@@ -135,11 +140,18 @@ pub(crate) fn parse(input: &[u8]) -> Result<XmlDoc, String> {
                 while j < n && input[j].is_ascii_whitespace() {
                     j += 1;
                 }
-                let q = *input.get(j).ok_or("XML parsing error: unterminated attribute")?;
+                let q = *input
+                    .get(j)
+                    .ok_or("XML parsing error: unterminated attribute")?;
                 if q != b'"' && q != b'\'' {
                     return Err("XML parsing error: unquoted attribute".into());
                 }
-                let e = input[j + 1..].iter().position(|&c| c == q).ok_or("XML parsing error: unterminated attribute")? + j + 1;
+                let e = input[j + 1..]
+                    .iter()
+                    .position(|&c| c == q)
+                    .ok_or("XML parsing error: unterminated attribute")?
+                    + j
+                    + 1;
                 doc.attrs.push(decode_entities(&input[j + 1..e]));
                 j = e + 1;
             }

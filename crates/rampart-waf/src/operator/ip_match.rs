@@ -24,7 +24,9 @@ pub fn parse(param: &str) -> Result<Vec<Net>, String> {
         let addr: IpAddr = a.parse().map_err(|_| format!("bad IP {item:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.parse::<u8>().map_err(|_| format!("bad prefix {item:?}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .map_err(|_| format!("bad prefix {item:?}"))?,
             None => max,
         };
         if prefix > max {
@@ -45,11 +47,19 @@ pub fn check(nets: &[Net], input: &[u8]) -> bool {
     };
     nets.iter().any(|n| match (n.addr, ip) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if n.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(n.prefix)) };
+            let mask = if n.prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(n.prefix))
+            };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if n.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(n.prefix)) };
+            let mask = if n.prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(n.prefix))
+            };
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,

@@ -42,9 +42,6 @@ pub(crate) struct OpMatch {
 pub(crate) struct OperatorSpec {
     pub op: Operator,
     pub negated: bool,
-    /// Name as written, for logs.
-    pub name: String,
-    pub param: String,
 }
 
 /// Parse context for operators: reads `@pmFromFile` data through the loader.
@@ -108,7 +105,9 @@ impl OperatorSpec {
             "le" => Operator::Num(numeric::Cmp::Le, MacroStr::parse(param)),
             "lt" => Operator::Num(numeric::Cmp::Lt, MacroStr::parse(param)),
             "streq" => Operator::Str(strings::StrOp::Eq, MacroStr::parse(param)),
-            "contains" | "strmatch" => Operator::Str(strings::StrOp::Contains, MacroStr::parse(param)),
+            "contains" | "strmatch" => {
+                Operator::Str(strings::StrOp::Contains, MacroStr::parse(param))
+            }
             "beginswith" => Operator::Str(strings::StrOp::BeginsWith, MacroStr::parse(param)),
             "endswith" => Operator::Str(strings::StrOp::EndsWith, MacroStr::parse(param)),
             "within" => Operator::Str(strings::StrOp::Within, MacroStr::parse(param)),
@@ -117,12 +116,7 @@ impl OperatorSpec {
             "nomatch" => Operator::NoMatch,
             _ => return Err(OpError::Unsupported(format!("@{name}"))),
         };
-        Ok(OperatorSpec {
-            op,
-            negated,
-            name: name.to_string(),
-            param: param.to_string(),
-        })
+        Ok(OperatorSpec { op, negated })
     }
 
     /// Evaluates against one (transformed) value; `param` is the expanded macro
@@ -145,7 +139,9 @@ impl OperatorSpec {
             Operator::Pm(ac) => pm::find(ac, input).map(one),
             Operator::DetectSqli => detect_sqli::check(input).map(one),
             Operator::DetectXss => detect_xss::check(input).then(none),
-            Operator::ValidateByteRange(t) => validate_byte_range::check(t, input).map(|b| one(vec![b])),
+            Operator::ValidateByteRange(t) => {
+                validate_byte_range::check(t, input).map(|b| one(vec![b]))
+            }
             Operator::ValidateUrlEncoding => validate_url_encoding::check(input).then(none),
             Operator::ValidateUtf8Encoding => validate_utf8_encoding::check(input).then(none),
             Operator::IpMatch(nets) => ip_match::check(nets, input).then(none),

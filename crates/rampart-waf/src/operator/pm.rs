@@ -4,7 +4,11 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 /// Builds the automaton; `None` when there are no phrases (never matches).
 pub fn build(phrases: &[String]) -> Result<Option<AhoCorasick>, String> {
-    let list: Vec<&str> = phrases.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
+    let list: Vec<&str> = phrases
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
     if list.is_empty() {
         return Ok(None);
     }
@@ -40,7 +44,9 @@ pub fn find(ac: &Option<AhoCorasick>, input: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     #[test]
     fn finds_case_insensitive() {
-        let ac = super::build(&super::split_phrases("foo BAR")).ok().flatten();
+        let ac = super::build(&super::split_phrases("foo BAR"))
+            .ok()
+            .flatten();
         assert_eq!(super::find(&ac, b"xxbarx"), Some(b"bar".to_vec()));
         assert_eq!(super::find(&ac, b"xx"), None);
     }

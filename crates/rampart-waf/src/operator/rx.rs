@@ -80,7 +80,11 @@ impl CompiledRegex {
                 match r.captures(&s) {
                     Ok(Some(c)) => Some(
                         (0..c.len().min(10))
-                            .map(|i| c.get(i).map(|m| m.as_str().as_bytes().to_vec()).unwrap_or_default())
+                            .map(|i| {
+                                c.get(i)
+                                    .map(|m| m.as_str().as_bytes().to_vec())
+                                    .unwrap_or_default()
+                            })
                             .collect(),
                     ),
                     _ => None,
@@ -224,7 +228,10 @@ pub fn translate(pat: &str) -> String {
                 continue;
             }
             b'$' => out.push_str(r"(?:\n?\z)"),
-            b'+' if i > 0 && matches!(b[i - 1], b'*' | b'+' | b'?' | b'}') && !prev_escaped(b, i - 1) => {
+            b'+' if i > 0
+                && matches!(b[i - 1], b'*' | b'+' | b'?' | b'}')
+                && !prev_escaped(b, i - 1) =>
+            {
                 // possessive quantifier: drop the '+'
             }
             _ => {
@@ -291,6 +298,8 @@ mod tests {
     fn lookahead_uses_fancy() {
         let r = CompiledRegex::compile(r"a(?!b)", 1000).ok();
         assert!(r.as_ref().is_some_and(|r| r.engine() == Engine::FancyRegex));
-        assert!(r.as_ref().is_some_and(|r| r.is_match(b"ac") && !r.is_match(b"ab")));
+        assert!(r
+            .as_ref()
+            .is_some_and(|r| r.is_match(b"ac") && !r.is_match(b"ab")));
     }
 }

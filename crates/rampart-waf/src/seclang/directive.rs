@@ -2,8 +2,8 @@
 //! report (`unsupported` or `ignored_directives`), never dropped silently.
 
 use super::parser::{Amend, Parser};
-use crate::action::parse_actions;
 use crate::action::ctl::parse_id_ranges;
+use crate::action::parse_actions;
 use crate::error::{Location, WafError};
 use crate::rule::Phase;
 use crate::ruleset::{EngineMode, Unsupported};
@@ -18,12 +18,20 @@ fn on_off(v: &str, loc: &Location) -> Result<bool, WafError> {
 }
 
 fn num(v: &str, loc: &Location) -> Result<u64, WafError> {
-    v.trim().parse().map_err(|_| Parser::err(loc, format!("expected a number, got {v:?}")))
+    v.trim()
+        .parse()
+        .map_err(|_| Parser::err(loc, format!("expected a number, got {v:?}")))
 }
 
 impl Parser<'_> {
-    fn arg<'x>(args: &'x [(String, Location)], i: usize, loc: &Location, name: &str) -> Result<&'x (String, Location), WafError> {
-        args.get(i).ok_or_else(|| Parser::err(loc, format!("{name}: missing argument {}", i + 1)))
+    fn arg<'x>(
+        args: &'x [(String, Location)],
+        i: usize,
+        loc: &Location,
+        name: &str,
+    ) -> Result<&'x (String, Location), WafError> {
+        args.get(i)
+            .ok_or_else(|| Parser::err(loc, format!("{name}: missing argument {}", i + 1)))
     }
 
     fn ignored(&mut self, loc: &Location, name: &str) {
@@ -34,10 +42,19 @@ impl Parser<'_> {
     }
 
     /// Executes one directive.
-    pub(crate) fn directive(&mut self, name: &str, args: &[(String, Location)], loc: &Location, depth: usize) -> Result<(), WafError> {
+    pub(crate) fn directive(
+        &mut self,
+        name: &str,
+        args: &[(String, Location)],
+        loc: &Location,
+        depth: usize,
+    ) -> Result<(), WafError> {
         let lname = name.to_ascii_lowercase();
         if self.pending.is_some() && lname != "secrule" {
-            return Err(Parser::err(loc, format!("{name} after a rule with `chain`; expected SecRule")));
+            return Err(Parser::err(
+                loc,
+                format!("{name} after a rule with `chain`; expected SecRule"),
+            ));
         }
         match lname.as_str() {
             "secrule" => {
@@ -63,6 +80,7 @@ impl Parser<'_> {
                 let a = Self::arg(args, 0, loc, name)?;
                 let pa = parse_actions(&a.0).map_err(|m| Parser::err(&a.1, m))?;
                 let phase = pa.phase.unwrap_or(Phase::RequestBody);
+                self.last_default = Some(pa.clone());
                 self.defaults.insert(phase, pa);
             }
             "include" => {
@@ -71,7 +89,8 @@ impl Parser<'_> {
             }
             "secruleengine" => {
                 let v = Self::arg(args, 0, loc, name)?;
-                self.config.mode = EngineMode::parse(&v.0).ok_or_else(|| Parser::err(&v.1, format!("bad SecRuleEngine {:?}", v.0)))?;
+                self.config.mode = EngineMode::parse(&v.0)
+                    .ok_or_else(|| Parser::err(&v.1, format!("bad SecRuleEngine {:?}", v.0)))?;
             }
             "secrequestbodyaccess" => {
                 let v = Self::arg(args, 0, loc, name)?;
@@ -107,7 +126,14 @@ impl Parser<'_> {
                 }
             }
             "secresponsebodymimetype" => {
-                self.config.response_mime_types = args.iter().flat_map(|(s, _)| s.split_whitespace().map(|x| x.to_ascii_lowercase()).collect::<Vec<_>>()).collect();
+                self.config.response_mime_types = args
+                    .iter()
+                    .flat_map(|(s, _)| {
+                        s.split_whitespace()
+                            .map(|x| x.to_ascii_lowercase())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
             }
             "secresponsebodymimetypesclear" => self.config.response_mime_types.clear(),
             "secrequestbodyjsondepthlimit" => {
@@ -123,7 +149,11 @@ impl Parser<'_> {
                 self.config.backtrack_limit = num(&v.0, &v.1)? as usize;
             }
             "secruleremovebyid" => {
-                let ids = args.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(" ");
+                let ids = args
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let r = parse_id_ranges(&ids).map_err(|m| Parser::err(loc, m))?;
                 self.amends.push(Amend::RemoveIds(r));
             }
@@ -146,19 +176,46 @@ impl Parser<'_> {
                     let r = parse_id_ranges(&who.0).map_err(|m| Parser::err(&who.1, m))?;
                     self.amends.push(Amend::UpdateTargetsById(r, targets));
                 } else {
-                    self.amends.push(Amend::UpdateTargetsByTag(who.0.clone(), targets));
+                    self.amends
+                        .push(Amend::UpdateTargetsByTag(who.0.clone(), targets));
                 }
             }
             // Directives that configure logging, storage or other components: accepted
             // and listed in the report.
-            "seccomponentsignature" | "secpcrematchlimitrecursion" | "secauditengine" | "secauditlog"
-            | "secauditlog2" | "secauditlogparts" | "secauditlogrelevantstatus" | "secauditlogtype"
-            | "secauditlogformat" | "secauditlogstoragedir" | "secauditlogdirmode" | "secauditlogfilemode"
-            | "secargumentseparator" | "seccookieformat" | "secstatusengine" | "sectmpdir" | "secdatadir"
-            | "secuploaddir" | "secunicodemapfile" | "secunicodecodepage" | "secdebuglog" | "secdebugloglevel"
-            | "seccollectiontimeout" | "secserversignature" | "secwebappid" | "secsensorid"
-            | "secuploadkeepfiles" | "secuploadfilemode" | "secuploadfilelimit" | "sectmpsaveuploadedfiles"
-            | "secrequestbodyinmemorylimit" | "secxmlexternalentity" | "secconnengine" | "sechashengine" => {
+            "seccomponentsignature"
+            | "secpcrematchlimitrecursion"
+            | "secauditengine"
+            | "secauditlog"
+            | "secauditlog2"
+            | "secauditlogparts"
+            | "secauditlogrelevantstatus"
+            | "secauditlogtype"
+            | "secauditlogformat"
+            | "secauditlogstoragedir"
+            | "secauditlogdirmode"
+            | "secauditlogfilemode"
+            | "secargumentseparator"
+            | "seccookieformat"
+            | "secstatusengine"
+            | "sectmpdir"
+            | "secdatadir"
+            | "secuploaddir"
+            | "secunicodemapfile"
+            | "secunicodecodepage"
+            | "secdebuglog"
+            | "secdebugloglevel"
+            | "seccollectiontimeout"
+            | "secserversignature"
+            | "secwebappid"
+            | "secsensorid"
+            | "secuploadkeepfiles"
+            | "secuploadfilemode"
+            | "secuploadfilelimit"
+            | "sectmpsaveuploadedfiles"
+            | "secrequestbodyinmemorylimit"
+            | "secxmlexternalentity"
+            | "secconnengine"
+            | "sechashengine" => {
                 self.ignored(loc, name);
             }
             _ => self.unsupported(loc, format!("directive {name}")),

@@ -28,6 +28,8 @@ pub(crate) struct Parser<'a> {
     pub report: LoadReport,
     pub rules: Vec<Rule>,
     pub defaults: HashMap<Phase, ParsedActions>,
+    /// The last SecDefaultAction: rules without `phase` take its phase (ModSecurity).
+    pub last_default: Option<ParsedActions>,
     /// A rule whose last link had `chain`, waiting for the next SecRule.
     pub pending: Option<Rule>,
     pub amends: Vec<Amend>,
@@ -67,7 +69,9 @@ struct Env<'p> {
 impl OpEnv for Env<'_> {
     fn read_data_file(&mut self, name: &str) -> Result<String, String> {
         let p = resolve(self.file, name);
-        self.loader.read(&p).map_err(|e| format!("cannot read {p}: {e}"))
+        self.loader
+            .read(&p)
+            .map_err(|e| format!("cannot read {p}: {e}"))
     }
     fn backtrack_limit(&self) -> usize {
         self.limit
@@ -81,6 +85,7 @@ impl<'a> Parser<'a> {
             report: LoadReport::default(),
             rules: Vec::new(),
             defaults: HashMap::new(),
+            last_default: None,
             pending: None,
             amends: Vec::new(),
             config: Config::default(),
@@ -90,7 +95,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Loads a path or glob; `from` is the including file (for relative paths).
-    pub fn include(&mut self, pattern: &str, from: Option<&Location>, depth: usize) -> Result<(), WafError> {
+    pub fn include(
+        &mut self,
+        pattern: &str,
+        from: Option<&Location>,
+        depth: usize,
+    ) -> Result<(), WafError> {
         if depth > MAX_INCLUDE_DEPTH {
             return Err(WafError::IncludeDepth(pattern.to_string()));
         }
@@ -211,8 +221,6 @@ impl<'a> Parser<'a> {
                         Some(OperatorSpec {
                             op: Operator::NoMatch,
                             negated: false,
-                            name,
-                            param: String::new(),
                         })
                     }
                 }
@@ -223,9 +231,17 @@ impl<'a> Parser<'a> {
         let is_link = self.pending.is_some();
         let phase = match &self.pending {
             Some(head) => head.phase,
-            None => pa.phase.unwrap_or(Phase::RequestBody),
+            None => pa
+                .phase
+                .or(self.last_default.as_ref().and_then(|d| d.phase))
+                .unwrap_or(Phase::RequestBody),
         };
-        let defaults = self.defaults.get(&phase).cloned().unwrap_or_default();
+        let defaults = self
+            .defaults
+            .get(&phase)
+            .or(self.last_default.as_ref())
+            .cloned()
+            .unwrap_or_default();
         let mut transforms = if pa.transforms_reset {
             Vec::new()
         } else {
@@ -234,7 +250,8 @@ impl<'a> Parser<'a> {
         transforms.extend(pa.transforms.iter().copied());
         let tchain = self.intern(&transforms);
         if let Some(OperatorSpec {
-            op: Operator::Rx(re), ..
+            op: Operator::Rx(re),
+            ..
         }) = &op
         {
             let id = match &self.pending {
@@ -272,7 +289,10 @@ impl<'a> Parser<'a> {
             logdata: pa.logdata,
             severity: pa.severity,
             tags: pa.tags,
-            disruptive: pa.disruptive.or(defaults.disruptive).unwrap_or(Disruptive::Pass),
+            disruptive: pa
+                .disruptive
+                .or(defaults.disruptive)
+                .unwrap_or(Disruptive::Pass),
             status: pa.status.or(defaults.status),
             log: pa.log.or(defaults.log).unwrap_or(true),
             skip: pa.skip,
@@ -317,7 +337,10 @@ impl<'a> Parser<'a> {
             // we prefer loading and reporting).
             self.report.unsupported.push(Unsupported {
                 location: format!("{}:{}", head.file, head.line),
-                what: format!("rule {} ends with chain but no chained rule follows", head.id),
+                what: format!(
+                    "rule {} ends with chain but no chained rule follows",
+                    head.id
+                ),
             });
             self.rules.push(head);
         }
@@ -325,10 +348,15 @@ impl<'a> Parser<'a> {
         let before = self.rules.len();
         for a in &self.amends {
             match a {
-                Amend::RemoveIds(r) => self.rules.retain(|x| x.marker.is_some() || !in_ranges(x.id, r)),
+                Amend::RemoveIds(r) => self
+                    .rules
+                    .retain(|x| x.marker.is_some() || !in_ranges(x.id, r)),
                 Amend::RemoveTag(t) => self.rules.retain(|x| !x.tags.iter().any(|g| g == t)),
                 Amend::RemoveMsg(m) => self.rules.retain(|x| {
-                    x.msg.as_ref().and_then(|s| s.as_static()).map_or(true, |s| s != m.as_bytes())
+                    x.msg
+                        .as_ref()
+                        .and_then(|s| s.as_static())
+                        .is_none_or(|s| s != m.as_bytes())
                 }),
                 Amend::UpdateTargetsById(..) | Amend::UpdateTargetsByTag(..) => {}
             }
@@ -349,7 +377,10 @@ impl<'a> Parser<'a> {
                 if hit {
                     if let Some(first) = rule.links.first_mut() {
                         first.targets.targets.extend(t.targets.iter().cloned());
-                        first.targets.exclusions.extend(t.exclusions.iter().cloned());
+                        first
+                            .targets
+                            .exclusions
+                            .extend(t.exclusions.iter().cloned());
                     }
                 }
             }
@@ -378,8 +409,12 @@ impl<'a> Parser<'a> {
             config: self.config,
             default_disruptive,
             default_status,
-            tchain_count: self.tchains.len() as u32,
         };
-        Ok((RuleSet { inner: Arc::new(inner) }, self.report))
+        Ok((
+            RuleSet {
+                inner: Arc::new(inner),
+            },
+            self.report,
+        ))
     }
 }

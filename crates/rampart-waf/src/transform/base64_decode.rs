@@ -54,8 +54,16 @@ pub(crate) fn encode(input: &[u8]) -> Vec<u8> {
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         out.push(T[(n >> 18 & 63) as usize]);
         out.push(T[(n >> 12 & 63) as usize]);
-        out.push(if ch.len() > 1 { T[(n >> 6 & 63) as usize] } else { b'=' });
-        out.push(if ch.len() > 2 { T[(n & 63) as usize] } else { b'=' });
+        out.push(if ch.len() > 1 {
+            T[(n >> 6 & 63) as usize]
+        } else {
+            b'='
+        });
+        out.push(if ch.len() > 2 {
+            T[(n & 63) as usize]
+        } else {
+            b'='
+        });
     }
     out
 }

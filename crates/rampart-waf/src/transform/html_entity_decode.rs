@@ -27,7 +27,9 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
                     };
                     match d {
                         Some(d) => {
-                            val = val.saturating_mul(if hex { 16 } else { 10 }).saturating_add(d);
+                            val = val
+                                .saturating_mul(if hex { 16 } else { 10 })
+                                .saturating_add(d);
                             j += 1;
                         }
                         None => break,

@@ -8,7 +8,10 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
 /// Shared with normalizePathWin (which first turns `\` into `/`).
 pub(crate) fn normalize(input: &[u8], win: bool) -> Vec<u8> {
     let src: Vec<u8> = if win {
-        input.iter().map(|&c| if c == b'\\' { b'/' } else { c }).collect()
+        input
+            .iter()
+            .map(|&c| if c == b'\\' { b'/' } else { c })
+            .collect()
     } else {
         input.to_vec()
     };

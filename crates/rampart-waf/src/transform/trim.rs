@@ -1,12 +1,18 @@
 //! `t:trim`, `t:trimLeft`, `t:trimRight`: strip whitespace at the ends.
 
 pub(crate) fn left(input: &[u8]) -> Vec<u8> {
-    let s = input.iter().position(|&c| !super::is_space(c)).unwrap_or(input.len());
+    let s = input
+        .iter()
+        .position(|&c| !super::is_space(c))
+        .unwrap_or(input.len());
     input[s..].to_vec()
 }
 
 pub(crate) fn right(input: &[u8]) -> Vec<u8> {
-    let e = input.iter().rposition(|&c| !super::is_space(c)).map_or(0, |p| p + 1);
+    let e = input
+        .iter()
+        .rposition(|&c| !super::is_space(c))
+        .map_or(0, |p| p + 1);
     input[..e].to_vec()
 }
 
