@@ -832,9 +832,13 @@ async fn index_and_trailing_slash_redirect() {
     // No index and no listing: 403 like nginx.
     assert!(matches!(err(&s, "/empty/").await, StaticError::Forbidden));
     // Index list order.
-    let mut s2 = StaticSettings::new(dir.path(), Arc::new(FileCache::default())).unwrap();
+    // Index list order; a route sharing the cache with another index list is not misled by
+    // the other's cached "/" entry.
+    let mut s2 = StaticSettings::new(dir.path(), s.cache.clone()).unwrap();
     s2.index = vec!["index.htm".into(), "file.txt".into()];
     assert_eq!(&get(&s2, "/empty/", &[]).await.body[..], b"x");
+    assert_eq!(&get(&s, "/", &[]).await.body[..], b"root index");
+    assert!(matches!(err(&s2, "/").await, StaticError::Forbidden));
 }
 
 #[tokio::test]

@@ -152,7 +152,10 @@ pub async fn serve(
 
     if fast_path_applies(s, clean.is_dir_request()) {
         if let Some(e) = s.cache.get(&s.root, clean.as_str()) {
-            if hit_is_valid(s, req, &e) {
+            // A directory request's entry is its first index file: only for the same index list.
+            let same_index =
+                !clean.is_dir_request() || s.index.first().is_some_and(|i| e.path.ends_with(i));
+            if same_index && hit_is_valid(s, req, &e) {
                 return Ok(respond_cached(s, req, &e, is_head));
             }
         }
@@ -497,6 +500,13 @@ fn partial(rep: Rep<'_>, ranges: &[(u64, u64)]) -> Response<Body> {
     resp.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(total));
     *resp.body_mut() = match rep.source {
+        // One range of a cached file: a slice of the same buffer, no copy.
+        Source::Bytes(data) if segments.len() == 1 => match segments[0] {
+            Segment::File { offset, len } => {
+                Body::full(data.slice(offset as usize..(offset + len) as usize))
+            }
+            Segment::Bytes(ref b) => Body::full(b.clone()),
+        },
         Source::Bytes(data) => {
             let mut buf = BytesMut::with_capacity(total as usize);
             for seg in segments {
@@ -868,10 +878,14 @@ fn stat(path: &Path) -> Result<Option<Metadata>, StaticError> {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
-        || e.raw_os_error() == Some(20) // ENOTDIR on older toolchains' kind mapping
-        || e.raw_os_error() == Some(36) // ENAMETOOLONG: no such file can exist
-        || e.raw_os_error() == Some(40) // ELOOP: a symlink loop serves nothing
+    if matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    ) {
+        return true;
+    }
+    // Linux ENAMETOOLONG (no such file can exist) and ELOOP (a symlink loop serves nothing).
+    cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(36 | 40))
 }
 
 fn map_open_err(e: io::Error) -> StaticError {
