@@ -88,6 +88,13 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
 
     // 4. content
     let resp = match content(&route, &parts, &x).await {
+        // 5. a `return` of an error status shows the error page too, as nginx's error_page does
+        Ok(resp)
+            if resp.status().as_u16() >= 400
+                && site.error_page(Some(&route), resp.status()).is_some() =>
+        {
+            error_response(&site, Some(&route), resp.status(), &parts, &x).await
+        }
         Ok(resp) => resp,
         Err((status, extra)) => {
             let mut r = error_response(&site, Some(&route), status, &parts, &x).await;

@@ -274,13 +274,17 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
                 }
             }
         }
+        // Same path twice is a mistake unless method/header matchers tell the routes apart.
+        let mut methods = r.methods.clone();
+        methods.sort();
+        let conds = format!("{methods:?}{:?}", r.match_headers);
         if let Some(e) = &r.exact {
-            if !exacts.insert(e.clone()) {
+            if !exacts.insert((e.clone(), conds.clone())) {
                 push(rp(&["exact"]), format!("duplicate exact route {e:?}"), None);
             }
         }
         if let Some(p) = &r.prefix {
-            if !prefixes.insert(p.clone()) {
+            if !prefixes.insert((p.clone(), conds)) {
                 push(rp(&["prefix"]), format!("duplicate prefix route {p:?}"), None);
             }
         }

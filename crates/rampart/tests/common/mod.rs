@@ -125,9 +125,15 @@ impl Rampart {
         let stderr = Arc::new(Mutex::new(String::new()));
         pump(child.stdout.take().unwrap(), stdout.clone());
         pump(child.stderr.take().unwrap(), stderr.clone());
-        let r = Rampart { child, port, admin_port, dir, stdout, stderr, config_path };
-        if !wait_port(port) {
-            panic!("rampart did not start: {}", r.stderr());
+        let mut r = Rampart { child, port, admin_port, dir, stdout, stderr, config_path };
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = r.child.try_wait().ok().flatten().is_some();
+            if exited || t.elapsed() > Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("rampart did not start: {}", r.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         r
     }
