@@ -83,3 +83,21 @@ builtin = "welcome"
     assert!(errs.iter().any(|e| e.contains("unknown method \"GTE\"") && e.contains("did you mean `GET`")), "{errs:#?}");
     assert!(errs.iter().any(|e| e.starts_with("t.toml:25:16: duplicate server name")), "{errs:#?}");
 }
+
+#[test]
+fn documented_example_uses_only_valid_keys() {
+    // docs/config.md's full example must stay in sync with the model: the only problems allowed
+    // are its example directories, which do not exist here.
+    let doc = include_str!("../../../docs/config.md");
+    let start = doc.find("## A full annotated example").unwrap();
+    let block = &doc[start..];
+    let body = block.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    match parse_str(body, Path::new("config.md")) {
+        Ok(_) => {}
+        Err(e) => {
+            for err in &e.0 {
+                assert!(err.msg.contains("No such file or directory"), "{err}");
+            }
+        }
+    }
+}
