@@ -9,7 +9,18 @@ use std::sync::Arc;
 pub(crate) struct Entry {
     pub key: Arc<str>,
     pub lkey: Arc<str>,
+    /// Hash of `lkey`, so key lookups compare integers before strings.
+    pub khash: u64,
     pub value: Arc<[u8]>,
+}
+
+/// Cheap hash of a (lowercased) key for [`Entry::khash`] and key selectors.
+pub(crate) fn key_hash(k: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k.as_bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 /// Insertion-ordered multimap with case-insensitive keys.
@@ -32,6 +43,7 @@ impl Collection {
         };
         self.entries.push(Entry {
             key: Arc::from(key),
+            khash: key_hash(&lkey),
             lkey,
             value: Arc::from(value),
         });
@@ -40,7 +52,12 @@ impl Collection {
     /// Replaces every value under `key` with one value (TX semantics).
     pub fn set(&mut self, key: &str, value: &[u8]) {
         let lk = key.to_ascii_lowercase();
-        if let Some(pos) = self.entries.iter().position(|e| *e.lkey == *lk) {
+        let h = key_hash(&lk);
+        if let Some(pos) = self
+            .entries
+            .iter()
+            .position(|e| e.khash == h && *e.lkey == *lk)
+        {
             self.entries[pos].value = Arc::from(value);
             let mut i = pos + 1;
             while i < self.entries.len() {
@@ -62,9 +79,10 @@ impl Collection {
 
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
         let lk = key.to_ascii_lowercase();
+        let h = key_hash(&lk);
         self.entries
             .iter()
-            .find(|e| *e.lkey == *lk)
+            .find(|e| e.khash == h && *e.lkey == *lk)
             .map(|e| &e.value)
     }
 

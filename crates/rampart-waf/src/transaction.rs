@@ -11,8 +11,9 @@ use crate::operator::numeric::atoi;
 use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
 use crate::ruleset::{EngineMode, Inner};
 use crate::variable::{Exclusion, Selector, Target, VarKind};
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -103,14 +104,53 @@ pub struct Transaction {
     interruption: Option<Interruption>,
     phase_done: u8,
     allow_until: u8,
-    cache: HashMap<(u32, u64, usize), Arc<[u8]>>,
+    cache: CacheMap,
+    scratch_vals: Vec<Val>,
+    scratch_candidates: Vec<Arc<[u8]>>,
 }
 
+/// FNV-style 64-bit hash with 8-byte steps: the cache key only needs to tell values of
+/// one transaction apart (the length is part of the key too), not resist flooding.
 fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    for &x in chunks.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(x)).wrapping_mul(K);
+    }
+    h
 }
+
+/// Identity hasher for the cache's already-hashed keys.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(32) ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type CacheMap = HashMap<(u32, u64, usize), Arc<[u8]>, std::hash::BuildHasherDefault<KeyHasher>>;
 
 fn arc(b: &[u8]) -> Arc<[u8]> {
     Arc::from(b)
@@ -171,7 +211,9 @@ impl Transaction {
             interruption: None,
             phase_done: 0,
             allow_until: 0,
-            cache: HashMap::new(),
+            cache: CacheMap::default(),
+            scratch_vals: Vec::new(),
+            scratch_candidates: Vec::new(),
         }
     }
 
@@ -714,31 +756,35 @@ impl Transaction {
             self.run_effects(rule, &link.effects);
             return true;
         };
-        let param: Vec<u8> = match op.macro_param() {
+        let param: Cow<'_, [u8]> = match op.macro_param() {
             Some(m) => match m.as_static() {
-                Some(s) => s.to_vec(),
-                None => self.expand(m, rule),
+                Some(s) => Cow::Borrowed(s),
+                None => Cow::Owned(self.expand(m, rule)),
             },
-            None => Vec::new(),
+            None => Cow::Borrowed(&[]),
         };
-        let vals = self.collect(rule, link);
+        // Reuse the transaction's scratch buffers instead of allocating per rule.
+        let mut vals = std::mem::take(&mut self.scratch_vals);
+        self.collect(rule, link, &mut vals);
         let mut any = false;
-        for v in vals {
-            let candidates: Vec<Arc<[u8]>> = if link.multi_match {
-                let mut c = vec![v.value.clone()];
+        let mut candidates = std::mem::take(&mut self.scratch_candidates);
+        for v in vals.drain(..) {
+            candidates.clear();
+            if link.multi_match {
+                candidates.push(v.value.clone());
                 let mut cur = v.value.to_vec();
                 for t in &link.transforms {
                     let next = t.apply(&cur);
                     if next != cur {
-                        c.push(arc(&next));
+                        candidates.push(arc(&next));
                     }
                     cur = next;
                 }
-                c
             } else {
-                vec![self.transformed(link, &v.value)]
-            };
-            for tv in candidates {
+                let tv = self.transformed(link, &v.value);
+                candidates.push(tv);
+            }
+            for tv in candidates.drain(..) {
                 let r = op.eval(&tv, &param, link.capture);
                 if r.is_some() == op.negated {
                     continue;
@@ -761,6 +807,8 @@ impl Transaction {
                 }
             }
         }
+        self.scratch_vals = vals;
+        self.scratch_candidates = candidates;
         any
     }
 
@@ -862,48 +910,47 @@ impl Transaction {
     }
 
     /// The collections backing a collection variable; `names` = use keys as values.
-    fn sources(&self, kind: VarKind) -> (Vec<&Collection>, bool) {
+    fn sources(&self, kind: VarKind) -> ([Option<&Collection>; 2], bool) {
         use VarKind::*;
         match kind {
-            Args => (vec![&self.args_get, &self.args_post], false),
-            ArgsGet => (vec![&self.args_get], false),
-            ArgsPost => (vec![&self.args_post], false),
-            ArgsNames => (vec![&self.args_get, &self.args_post], true),
-            ArgsGetNames => (vec![&self.args_get], true),
-            ArgsPostNames => (vec![&self.args_post], true),
-            RequestHeaders => (vec![&self.req_headers], false),
-            RequestHeadersNames => (vec![&self.req_headers], true),
-            RequestCookies => (vec![&self.cookies], false),
-            RequestCookiesNames => (vec![&self.cookies], true),
-            ResponseHeaders => (vec![&self.resp_headers], false),
-            ResponseHeadersNames => (vec![&self.resp_headers], true),
-            Tx => (vec![&self.tx], false),
-            Env => (vec![&self.env], false),
-            Files => (vec![&self.files], false),
-            FilesNames => (vec![&self.files], true),
-            FilesSizes => (vec![&self.files_sizes], false),
-            MultipartPartHeaders => (vec![&self.multipart_headers], false),
-            MatchedVars => (vec![&self.matched_vars], false),
-            MatchedVarsNames => (vec![&self.matched_vars], true),
+            Args => ([Some(&self.args_get), Some(&self.args_post)], false),
+            ArgsGet => ([Some(&self.args_get), None], false),
+            ArgsPost => ([Some(&self.args_post), None], false),
+            ArgsNames => ([Some(&self.args_get), Some(&self.args_post)], true),
+            ArgsGetNames => ([Some(&self.args_get), None], true),
+            ArgsPostNames => ([Some(&self.args_post), None], true),
+            RequestHeaders => ([Some(&self.req_headers), None], false),
+            RequestHeadersNames => ([Some(&self.req_headers), None], true),
+            RequestCookies => ([Some(&self.cookies), None], false),
+            RequestCookiesNames => ([Some(&self.cookies), None], true),
+            ResponseHeaders => ([Some(&self.resp_headers), None], false),
+            ResponseHeadersNames => ([Some(&self.resp_headers), None], true),
+            Tx => ([Some(&self.tx), None], false),
+            Env => ([Some(&self.env), None], false),
+            Files => ([Some(&self.files), None], false),
+            FilesNames => ([Some(&self.files), None], true),
+            FilesSizes => ([Some(&self.files_sizes), None], false),
+            MultipartPartHeaders => ([Some(&self.multipart_headers), None], false),
+            MatchedVars => ([Some(&self.matched_vars), None], false),
+            MatchedVarsNames => ([Some(&self.matched_vars), None], true),
             other => match self.others.get(&other) {
-                Some(c) => (vec![c], false),
-                None => (Vec::new(), false),
+                Some(c) => ([Some(c), None], false),
+                None => ([None, None], false),
             },
         }
     }
 
-    fn collect(&self, rule: &Rule, link: &Link) -> Vec<Val> {
-        let mut out = Vec::new();
+    fn collect(&self, rule: &Rule, link: &Link, out: &mut Vec<Val>) {
+        out.clear();
         for t in &link.targets.targets {
-            self.collect_target(rule, link, t, &mut out);
+            self.collect_target(rule, link, t, out);
         }
-        out
     }
 
     fn collect_target(&self, rule: &Rule, link: &Link, t: &Target, out: &mut Vec<Val>) {
         let start = out.len();
         if t.kind == VarKind::Xml {
-            let attrs = matches!(&t.selector, Selector::Key(k) if k.contains('@'));
+            let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
                 for a in &self.xml_attrs {
                     out.push(Val {
@@ -923,9 +970,14 @@ impl Transaction {
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
-            for c in cols {
+            // Only consult exclusions when one could apply to this collection.
+            let may_exclude = !self.target_removals.is_empty()
+                || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
+            for c in cols.into_iter().flatten() {
                 for e in c.entries() {
-                    if !t.selector.matches(&e.lkey) || self.excluded(rule, link, t.kind, &e.lkey) {
+                    if !t.selector.matches_entry(&e.lkey, e.khash)
+                        || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
+                    {
                         continue;
                     }
                     out.push(Val {
@@ -968,7 +1020,7 @@ impl Transaction {
             let n = out.len() - start;
             out.truncate(start);
             let key = match &t.selector {
-                Selector::Key(k) => Some(Arc::from(k.as_str())),
+                Selector::Key(k, _) => Some(Arc::from(k.as_str())),
                 _ => None,
             };
             out.push(Val {
@@ -990,7 +1042,7 @@ impl Transaction {
         }
         if kind.is_collection() && kind != VarKind::Xml {
             let (cols, names) = self.sources(kind);
-            for c in cols {
+            for c in cols.into_iter().flatten() {
                 for e in c.entries() {
                     if key.is_none_or_eq(&e.lkey) {
                         return Some(if names {

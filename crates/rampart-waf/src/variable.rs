@@ -341,18 +341,34 @@ impl VarKind {
 pub enum Selector {
     /// All keys.
     All,
-    /// One key, stored lowercased (lookups are case-insensitive).
-    Key(String),
+    /// One key, stored lowercased (lookups are case-insensitive), with its hash.
+    Key(String, u64),
     /// Keys matching a regex (`ARGS:/^id_/`).
     Regex(Regex),
 }
 
 impl Selector {
+    /// A key selector (lowercases `k`).
+    pub fn key(k: &str) -> Selector {
+        let l = k.to_ascii_lowercase();
+        let h = crate::collection::key_hash(&l);
+        Selector::Key(l, h)
+    }
+
+    /// True when the entry (lowercased key and its hash) is selected.
+    pub fn matches_entry(&self, lkey: &str, khash: u64) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Key(k, h) => *h == khash && k == lkey,
+            Selector::Regex(r) => r.is_match(lkey),
+        }
+    }
+
     /// True when `lkey` (lowercased key) is selected.
     pub fn matches(&self, lkey: &str) -> bool {
         match self {
             Selector::All => true,
-            Selector::Key(k) => k == lkey,
+            Selector::Key(k, _) => k == lkey,
             Selector::Regex(r) => r.is_match(lkey),
         }
     }
@@ -412,7 +428,7 @@ pub fn parse_selector(sel: &str) -> Result<Selector, String> {
         Ok(Selector::Regex(re))
     } else {
         let s = sel.trim_matches('\'');
-        Ok(Selector::Key(s.to_ascii_lowercase()))
+        Ok(Selector::key(s))
     }
 }
 
@@ -471,7 +487,7 @@ pub fn parse_targets(s: &str) -> Result<Targets, String> {
         };
         let kind = VarKind::parse(name).ok_or_else(|| format!("unknown variable {name}"))?;
         let selector = match sel {
-            Some(s) if kind == VarKind::Xml => Selector::Key(s.to_string()),
+            Some(s) if kind == VarKind::Xml => Selector::Key(s.to_string(), 0),
             Some(s) if !s.is_empty() => parse_selector(s)?,
             _ => Selector::All,
         };

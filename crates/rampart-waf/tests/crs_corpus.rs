@@ -414,3 +414,54 @@ fn replay(sample_every: usize, min_passed: usize) {
 fn crs_corpus_replay() {
     replay(1, 4940);
 }
+
+/// Rough throughput of full CRS (PL4, as in the corpus) on a typical browser request
+/// with a small form body; `cargo test --release -- --ignored --nocapture crs_throughput`.
+#[test]
+#[ignore]
+fn crs_throughput() {
+    let Some(root) = shared() else {
+        eprintln!("skipping: ../shared (CRS + corpus) not found");
+        return;
+    };
+    let (rs, _) = load_crs(&root);
+    let n = 2000;
+    let t = Instant::now();
+    for i in 0..n {
+        let mut tx = rs.transaction();
+        tx.process_connection("192.0.2.1", 50000, "192.0.2.2", 443);
+        tx.process_uri(
+            &format!("/shop/items/{i}?page=2&sort=price&q=blue+shoes"),
+            "POST",
+            "HTTP/1.1",
+        );
+        for (k, v) in [
+            ("Host", "shop.example.com"),
+            (
+                "User-Agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            ),
+            (
+                "Accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+            ("Accept-Language", "en-US,en;q=0.5"),
+            ("Accept-Encoding", "gzip, deflate, br"),
+            ("Cookie", "session=3f2a9c1e7b; theme=dark"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", "41"),
+        ] {
+            tx.add_request_header(k, v);
+        }
+        tx.process_request_headers();
+        tx.append_request_body(b"name=Jane+Doe&email=jane%40example.com&n=1");
+        tx.process_request_body();
+        tx.add_response_header("Content-Type", "text/html");
+        tx.process_response_headers(200, "HTTP/1.1");
+        tx.append_response_body(b"<html><body>ok</body></html>");
+        tx.process_response_body();
+        tx.process_logging();
+    }
+    let per = t.elapsed() / n;
+    eprintln!("{per:?} per transaction");
+}

@@ -128,12 +128,14 @@ impl OperatorSpec {
         let one = |v: Vec<u8>| OpMatch { captures: vec![v] };
         match &self.op {
             Operator::Rx(re) => {
-                if want_captures {
-                    re.captures(input).map(|captures| OpMatch { captures })
-                } else if re.is_match(input) {
-                    Some(none())
-                } else {
+                // Most values do not match: answer that with the fast DFA search and
+                // only pay for capture groups on a hit.
+                if !re.is_match(input) {
                     None
+                } else if want_captures {
+                    re.captures(input).map(|captures| OpMatch { captures })
+                } else {
+                    Some(none())
                 }
             }
             Operator::Pm(ac) => pm::find(ac, input).map(one),
