@@ -261,6 +261,8 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct RuleSet {
     pub(crate) inner: Arc<Inner>,
+    /// Engine mode for new transactions (SecRuleEngine unless overridden).
+    mode: EngineMode,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -298,12 +300,29 @@ impl RuleSet {
 
     /// Starts a transaction.
     pub fn transaction(&self) -> Transaction {
-        Transaction::new(self.inner.clone())
+        Transaction::new(self.inner.clone(), self.mode)
     }
 
     /// Engine mode set by SecRuleEngine.
     pub fn engine_mode(&self) -> EngineMode {
-        self.inner.config.mode
+        self.mode
+    }
+
+    /// The same rules with another engine mode (e.g. CRS in `On` mode although its
+    /// config says DetectionOnly). Cheap: the compiled rules are shared.
+    pub fn with_engine_mode(&self, mode: EngineMode) -> RuleSet {
+        RuleSet {
+            inner: self.inner.clone(),
+            mode,
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> RuleSet {
+        let mode = inner.config.mode;
+        RuleSet {
+            inner: Arc::new(inner),
+            mode,
+        }
     }
 
     /// Number of rules (markers excluded).

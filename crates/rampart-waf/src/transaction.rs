@@ -67,6 +67,9 @@ impl Val {
 
 static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 
+/// Upper bound on transformed bytes kept in one transaction's cache.
+const CACHE_BYTES_MAX: usize = 16 << 20;
+
 /// Per-transaction state. Not shared between threads; create one per request.
 pub struct Transaction {
     rs: Arc<Inner>,
@@ -105,6 +108,7 @@ pub struct Transaction {
     phase_done: u8,
     allow_until: u8,
     cache: CacheMap,
+    cache_bytes: usize,
     scratch_vals: Vec<Val>,
     scratch_candidates: Vec<Arc<[u8]>>,
 }
@@ -161,7 +165,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 impl Transaction {
-    pub(crate) fn new(rs: Arc<Inner>) -> Transaction {
+    pub(crate) fn new(rs: Arc<Inner>, mode: EngineMode) -> Transaction {
         let c = &rs.config;
         let n = TX_COUNTER.fetch_add(1, Ordering::Relaxed);
         let t = std::time::SystemTime::now()
@@ -176,7 +180,7 @@ impl Transaction {
         let secs = t / 1_000_000_000;
         scalars.insert(VarKind::TimeEpoch, arc(secs.to_string().as_bytes()));
         Transaction {
-            mode: c.mode,
+            mode,
             req_body_access: c.request_body_access,
             resp_body_access: c.response_body_access,
             req_body_limit: c.request_body_limit,
@@ -212,6 +216,7 @@ impl Transaction {
             phase_done: 0,
             allow_until: 0,
             cache: CacheMap::default(),
+            cache_bytes: 0,
             scratch_vals: Vec::new(),
             scratch_candidates: Vec::new(),
         }
@@ -746,7 +751,11 @@ impl Transaction {
             cur = t.apply(&cur);
         }
         let r: Arc<[u8]> = Arc::from(cur);
-        self.cache.insert(key, r.clone());
+        // Bound the memory a hostile request can pin through the cache.
+        if self.cache_bytes + r.len() <= CACHE_BYTES_MAX {
+            self.cache_bytes += r.len();
+            self.cache.insert(key, r.clone());
+        }
         r
     }
 

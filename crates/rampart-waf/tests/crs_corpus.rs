@@ -465,3 +465,43 @@ fn crs_throughput() {
     let per = t.elapsed() / n;
     eprintln!("{per:?} per transaction");
 }
+
+/// CRS in blocking mode: anomaly scoring (901 → 942xxx → 949110) must deny an SQL
+/// injection and let a plain request through with a zero score.
+#[test]
+fn crs_blocks_in_on_mode() {
+    let Some(root) = shared() else {
+        eprintln!("skipping: ../shared (CRS + corpus) not found");
+        return;
+    };
+    let (rs, _) = load_crs(&root);
+    let rs = rs.with_engine_mode(rampart_waf::EngineMode::On);
+    let run = |uri: &str| {
+        let mut tx = rs.transaction();
+        tx.process_connection("192.0.2.1", 50000, "192.0.2.2", 80);
+        tx.process_uri(uri, "GET", "HTTP/1.1");
+        tx.add_request_header("Host", "localhost");
+        tx.add_request_header("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)");
+        tx.add_request_header("Accept", "text/html");
+        let i = tx
+            .process_request_headers()
+            .or_else(|| tx.process_request_body());
+        tx.process_logging();
+        (i, tx.tx_variable("blocking_inbound_anomaly_score"))
+    };
+    let (i, score) = run("/?id=1%27%20UNION%20SELECT%20password%20FROM%20users--");
+    let i = i.unwrap();
+    assert_eq!((i.rule_id, i.status), (949110, 403));
+    assert!(score.unwrap().parse::<i64>().unwrap() >= 5);
+    let (i, score) = run("/index.html?page=2");
+    assert!(i.is_none(), "{i:?}");
+    assert_eq!(score.as_deref(), Some("0"));
+}
+
+#[test]
+fn shared_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<RuleSet>();
+    send::<rampart_waf::Transaction>();
+}

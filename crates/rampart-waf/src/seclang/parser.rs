@@ -410,11 +410,6 @@ impl<'a> Parser<'a> {
             default_disruptive,
             default_status,
         };
-        Ok((
-            RuleSet {
-                inner: Arc::new(inner),
-            },
-            self.report,
-        ))
+        Ok((RuleSet::from_inner(inner), self.report))
     }
 }

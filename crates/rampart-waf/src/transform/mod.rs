@@ -167,3 +167,50 @@ pub(crate) fn hexval(c: u8) -> Option<u8> {
 pub(crate) fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Transform::*;
+    use super::*;
+
+    fn t(tr: Transform, input: &[u8]) -> Vec<u8> {
+        tr.apply(input)
+    }
+
+    #[test]
+    fn documented_behaviour() {
+        assert_eq!(t(CompressWhitespace, b"a \t\r\n b\xa0c"), b"a b c");
+        assert_eq!(t(RemoveWhitespace, b" a b\tc "), b"abc");
+        assert_eq!(t(RemoveNulls, b"a\0b"), b"ab");
+        assert_eq!(t(ReplaceNulls, b"a\0b"), b"a b");
+        assert_eq!(t(RemoveComments, b"a/*x*/b<!--y-->c--z\nd#e"), b"abc\nd");
+        assert_eq!(t(RemoveCommentsChar, b"a/*b*/c--d#e"), b"abcde");
+        assert_eq!(t(HexEncode, b"A\xff"), b"41ff");
+        assert_eq!(t(HexDecode, b"41ff"), b"A\xff");
+        assert_eq!(t(SqlHexDecode, b"x=0x414243 y"), b"x=ABC y");
+        assert_eq!(t(Length, b"abcd"), b"4");
+        assert_eq!(
+            t(HexEncode, &t(Sha1, b"abc")),
+            b"a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(t(Trim, b" \ta b \n"), b"a b");
+        assert_eq!(t(TrimLeft, b"  a "), b"a ");
+        assert_eq!(t(TrimRight, b" a  "), b" a");
+        assert_eq!(t(EscapeSeqDecode, b"a\\n\\x41\\101\\q"), b"a\nAA\\q");
+        assert_eq!(t(NormalizePathWin, b"c:\\a\\..\\b\\.\\c"), b"c:/b/c");
+        assert_eq!(t(UrlEncode, b"a b&c"), b"a+b%26c");
+        assert_eq!(t(Uppercase, b"aB1"), b"AB1");
+        assert_eq!(t(Lowercase, b"AbC\xc9"), b"abc\xc9");
+        assert_eq!(t(Base64Encode, b"ab"), b"YWI=");
+    }
+
+    #[test]
+    fn parse_names() {
+        assert!(matches!(
+            Transform::parse("urlDecodeUni"),
+            Some(Parsed::Known(UrlDecodeUni))
+        ));
+        assert!(matches!(Transform::parse("none"), Some(Parsed::None)));
+        assert!(Transform::parse("bogus").is_none());
+    }
+}
