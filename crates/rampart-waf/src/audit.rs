@@ -117,4 +117,71 @@ impl MatchedRule {
         }
         s
     }
+
+    /// One JSON object (a JSON-lines record) with every field, e.g. for an audit log.
+    pub fn to_json(&self) -> String {
+        let tags: Vec<String> = self.tags.iter().map(|t| json_str(t)).collect();
+        format!(
+            "{{\"id\":{},\"phase\":{},\"msg\":{},\"logdata\":{},\"severity\":{},\"tags\":[{}],\"matched_var_name\":{},\"matched_data\":{},\"log\":{},\"disruptive\":{},\"file\":{},\"line\":{}}}",
+            self.id,
+            self.phase.number(),
+            json_str(&self.msg),
+            json_str(&self.logdata),
+            self.severity.map_or("null".to_string(), |s| json_str(s.name())),
+            tags.join(","),
+            json_str(&self.matched_var_name),
+            json_str(&self.matched_data),
+            self.log,
+            self.disruptive,
+            json_str(&self.file),
+            self.line
+        )
+    }
+}
+
+/// JSON string literal with the mandatory escapes.
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_escapes() {
+        let m = MatchedRule {
+            id: 942100,
+            phase: Phase::RequestBody,
+            msg: "SQL \"x\"".into(),
+            logdata: "a\nb\\".into(),
+            severity: Some(Severity::Critical),
+            tags: vec!["t1".into()],
+            matched_var_name: "ARGS:id".into(),
+            matched_data: "\u{1}".into(),
+            log: true,
+            disruptive: false,
+            file: "f.conf".into(),
+            line: 3,
+        };
+        let j = m.to_json();
+        assert!(j.starts_with("{\"id\":942100,\"phase\":2,\"msg\":\"SQL \\\"x\\\"\""), "{j}");
+        assert!(j.contains("\"logdata\":\"a\\nb\\\\\""), "{j}");
+        assert!(j.contains("\"matched_data\":\"\\u0001\""), "{j}");
+        assert!(m.log_line().contains("[id \"942100\"]"));
+    }
 }
