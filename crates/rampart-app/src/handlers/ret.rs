@@ -46,11 +46,13 @@ impl Template {
                     Some(end) => (&inner[..end], &inner[end + 1..]),
                     None => return Err(format!("unclosed ${{ in {text:?}")),
                 }
-            } else {
+            } else if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
                 let end = rest
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(rest.len());
                 (&rest[..end], &rest[end..])
+            } else {
+                ("", rest) // a literal `$` (e.g. "$5")
             };
             if name.is_empty() {
                 lit.push('$');

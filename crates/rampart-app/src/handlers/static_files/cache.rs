@@ -137,6 +137,8 @@ pub struct CachedFile {
     /// Bytes of variants stored so far (bounded by `data.len()`, charged at insertion).
     variant_bytes: AtomicUsize,
     referenced: AtomicBool,
+    /// Directory generations when cached (inotify); `None` = validate with `stat`.
+    pub watch: Option<super::watch::WatchStamp>,
 }
 
 impl CachedFile {
@@ -168,7 +170,14 @@ impl CachedFile {
             variants: Default::default(),
             variant_bytes: AtomicUsize::new(0),
             referenced: AtomicBool::new(true),
+            watch: None,
         }
+    }
+
+    /// Attaches the directory generations taken before the contents were read.
+    pub fn with_watch(mut self, watch: Option<super::watch::WatchStamp>) -> Self {
+        self.watch = watch;
+        self
     }
 
     /// This file compressed with `enc`, built once and kept when it fits the entry's budget.
@@ -248,6 +257,7 @@ pub struct FileCache {
     max_entries_per_shard: usize,
     max_bytes_per_shard: usize,
     max_file_size: u64,
+    watcher: Option<super::watch::DirWatcher>,
 }
 
 impl Default for FileCache {
@@ -267,7 +277,22 @@ impl FileCache {
             max_entries_per_shard: max_entries.div_ceil(SHARDS),
             max_bytes_per_shard: max_bytes / SHARDS,
             max_file_size: if max_entries == 0 { 0 } else { max_file_size },
+            watcher: if max_entries == 0 {
+                None
+            } else {
+                super::watch::DirWatcher::new()
+            },
         }
+    }
+
+    /// Starts change detection for `file` (before reading it); `None` = use `stat`.
+    pub fn watch(&self, file: &Path) -> Option<super::watch::WatchStamp> {
+        self.watcher.as_ref()?.watch(file)
+    }
+
+    /// True when `stamp` proves nothing changed; false means "check with `stat`".
+    pub fn unchanged(&self, stamp: &super::watch::WatchStamp) -> bool {
+        self.watcher.as_ref().is_some_and(|w| w.unchanged(stamp))
     }
 
     /// A cache that keeps nothing (files are still served, just read every time).
@@ -354,6 +379,7 @@ impl FileCache {
                 variants: Default::default(),
                 variant_bytes: AtomicUsize::new(0),
                 referenced: AtomicBool::new(true),
+                watch: entry.watch.clone(),
             })
         };
         if let Some(old) = shard.map.insert(h, entry) {

@@ -12,6 +12,7 @@ pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod range;
+mod watch;
 
 use std::borrow::Cow;
 use std::fs::{self, File, Metadata};
@@ -238,6 +239,13 @@ fn fast_path_applies(s: &StaticSettings, dir_request: bool) -> bool {
 fn hit_is_valid(s: &StaticSettings, req: &http::request::Parts, e: &CachedFile) -> bool {
     if !e.inside_root && !s.follow_symlinks_outside_root {
         return false;
+    }
+    let watched = e.watch.as_ref().is_some_and(|w| s.cache.unchanged(w));
+    if watched {
+        // A sidecar would be chosen: let the slow path serve it.
+        return !(s.precompressed
+            && e.sidecars != 0
+            && compress::negotiate(&req.headers, &sidecar_list(e.sidecars)).is_some());
     }
     match fs::metadata(&e.path) {
         Ok(m) if Stamp::of(&m) == e.stamp => {}
@@ -793,6 +801,8 @@ impl Job {
                     return Ok(Found::Cached(e));
                 }
             }
+            // Watch first, then read: a change during the read bumps the generation.
+            let watch = self.cache.watch(&c.path);
             let mut data = Vec::with_capacity(meta.len() as usize);
             (&file).take(meta.len()).read_to_end(&mut data)?;
             let entry = Arc::new(CachedFile::new(
@@ -805,7 +815,7 @@ impl Job {
                 sidecars,
                 dir_stamp,
                 &content_type,
-            ));
+            ).with_watch(watch));
             // Only a complete read of an unchanged file may be cached.
             let unchanged = entry.data.len() as u64 == meta.len()
                 && fs::metadata(&c.path).is_ok_and(|m| Stamp::of(&m) == stamp);
