@@ -85,8 +85,8 @@ pub(crate) async fn serve<S: HttpService>(
         header_read: settings.limits.header_read_timeout,
         keepalive: settings.limits.keepalive_timeout,
     };
-    let stream = Arc::new(stream);
-    let io = TokioIo::new(GuardedIo::new(stream.clone(), state.clone(), timeouts));
+    let park = Arc::new(std::sync::Mutex::new(None));
+    let io = TokioIo::new(GuardedIo::new(stream, park.clone(), state.clone(), timeouts));
     let max_requests = settings.limits.keepalive_requests;
     let svc_state = state.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -104,14 +104,21 @@ pub(crate) async fn serve<S: HttpService>(
             Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _guard: guard }))
         }
     });
-    let conn = settings.builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = signalled(&mut drain) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = {
+        let conn = settings.builder.serve_connection_with_upgrades(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = signalled(&mut drain) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
+        // `conn` is dropped here, which parks the socket.
+    };
+    let parked = park.lock().ok().and_then(|mut s| s.take());
+    let Some(stream) = parked else {
+        return; // upgraded (e.g. WebSocket): the socket belongs to the upgrade now
     };
     if let Err(e) = &result {
         tracing::trace!(peer = %info.peer, error = %e, "connection ended with an error");

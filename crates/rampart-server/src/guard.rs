@@ -95,9 +95,12 @@ enum Proto {
 
 /// A TCP stream that enforces the header-read and keep-alive timeouts.
 pub struct GuardedIo {
-    // Shared with the connection task, which answers parse errors after hyper gives up (hyper
-    // closes without a response for several of them; nginx answers 400).
-    inner: Arc<TcpStream>,
+    // Owned while hyper drives the connection (so reads go straight into hyper's buffer, as
+    // with a bare `TcpStream`), then parked on drop for the connection task, which may still
+    // have to answer a request hyper gave up on (it closes silently on several kinds of bad
+    // input, where nginx answers 400).
+    inner: Option<TcpStream>,
+    park: Arc<std::sync::Mutex<Option<TcpStream>>>,
     // Boxed so the wrapper stays `Unpin`, as hyper's I/O adapters need.
     sleep: Pin<Box<Sleep>>,
     state: Arc<ConnState>,
@@ -112,11 +115,17 @@ pub struct GuardedIo {
 
 impl GuardedIo {
     /// Wraps an accepted stream.
-    pub fn new(inner: Arc<TcpStream>, state: Arc<ConnState>, timeouts: GuardTimeouts) -> Self {
+    pub fn new(
+        inner: TcpStream,
+        park: Arc<std::sync::Mutex<Option<TcpStream>>>,
+        state: Arc<ConnState>,
+        timeouts: GuardTimeouts,
+    ) -> Self {
         let now = now_ms();
         state.idle_since_ms.store(now, Ordering::Release);
         GuardedIo {
-            inner,
+            inner: Some(inner),
+            park,
             sleep: Box::pin(tokio::time::sleep(timeouts.keepalive)),
             state,
             timeouts,
@@ -140,7 +149,10 @@ impl AsyncRead for GuardedIo {
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
         let before = buf.filled().len();
-        match poll_read_shared(&this.inner, cx, buf) {
+        let Some(stream) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        match Pin::new(&mut *stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = &buf.filled()[before..];
                 if !got.is_empty() {
@@ -160,7 +172,7 @@ impl AsyncRead for GuardedIo {
                     if this.state.in_flight.load(Ordering::Acquire) == 0 && has_both_framings(got) {
                         this.timed_out = true;
                         this.state.answered.store(true, Ordering::Release);
-                        let _ = this.inner.try_write(BAD_FRAMING_RESPONSE);
+                        let _ = stream.try_write(BAD_FRAMING_RESPONSE);
                         tracing::debug!("request with both Content-Length and Transfer-Encoding: 400");
                         return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
                     }
@@ -218,7 +230,9 @@ impl AsyncRead for GuardedIo {
         this.state.answered.store(true, Ordering::Release);
         if in_head {
             // Best effort: the socket buffer is empty between requests, so this fits at once.
-            let _ = this.inner.try_write(TIMEOUT_RESPONSE);
+            if let Some(s) = &this.inner {
+                let _ = s.try_write(TIMEOUT_RESPONSE);
+            }
             tracing::debug!("request head not received in time: 408");
         }
         Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
@@ -257,38 +271,34 @@ fn has_both_framings(head: &[u8]) -> bool {
     false
 }
 
-/// Reads through a shared stream: readiness, then a non-blocking read (what `TcpStream`'s own
-/// `poll_read` does, minus the exclusive borrow).
-fn poll_read_shared(s: &TcpStream, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-    loop {
-        std::task::ready!(s.poll_read_ready(cx))?;
-        let unfilled = buf.initialize_unfilled();
-        match s.try_read(unfilled) {
-            Ok(n) => {
-                buf.advance(n);
-                return Poll::Ready(Ok(()));
+impl Drop for GuardedIo {
+    fn drop(&mut self) {
+        if let Some(s) = self.inner.take() {
+            if let Ok(mut slot) = self.park.lock() {
+                *slot = Some(s);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
         }
+    }
+}
+
+impl GuardedIo {
+    fn stream(&mut self) -> io::Result<&mut TcpStream> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 }
 
 impl AsyncWrite for GuardedIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let s = &self.inner;
-        loop {
-            std::task::ready!(s.poll_write_ready(cx))?;
-            match s.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => {
-                    if let Ok(n) = &r {
-                        self.state.written.fetch_add(*n as u64, Ordering::Relaxed);
-                    }
-                    return Poll::Ready(r);
-                }
-            }
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let s = this.stream()?;
+        let r = std::task::ready!(Pin::new(s).poll_write(cx, buf));
+        if let Ok(n) = &r {
+            state.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
+        Poll::Ready(r)
     }
 
     fn poll_write_vectored(
@@ -296,19 +306,14 @@ impl AsyncWrite for GuardedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let s = &self.inner;
-        loop {
-            std::task::ready!(s.poll_write_ready(cx))?;
-            match s.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => {
-                    if let Ok(n) = &r {
-                        self.state.written.fetch_add(*n as u64, Ordering::Relaxed);
-                    }
-                    return Poll::Ready(r);
-                }
-            }
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let s = this.stream()?;
+        let r = std::task::ready!(Pin::new(s).poll_write_vectored(cx, bufs));
+        if let Ok(n) = &r {
+            state.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
+        Poll::Ready(r)
     }
 
     fn is_write_vectored(&self) -> bool {

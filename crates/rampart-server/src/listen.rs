@@ -85,16 +85,31 @@ impl<S: HttpService> Listeners<S> {
     }
 
     /// Makes the set of listening addresses equal to `want`: binds new ones first (so a bind
-    /// error leaves everything as it was), then stops the ones no longer wanted.
+    /// error leaves everything as it was), then starts them and stops the ones no longer wanted.
     pub fn sync(&self, want: &[SocketAddr]) -> Result<(), BindError> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let mut fresh = Vec::new();
+        let bound = self.bind_new(want)?;
+        self.activate(bound, want);
+        Ok(())
+    }
+
+    /// Phase 1 of a reload: binds the addresses of `want` not listening yet. Nothing is accepted
+    /// from them until [`Listeners::activate`] (the kernel queues connections meanwhile), so the
+    /// caller can install the config that knows these addresses first.
+    pub fn bind_new(&self, want: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
         for addr in want {
             if !running.contains_key(addr) && !fresh.iter().any(|(a, _)| a == addr) {
                 fresh.push((*addr, bind(*addr)?));
             }
         }
-        for (addr, listener) in fresh {
+        Ok(fresh)
+    }
+
+    /// Phase 2: starts accepting on `bound` and closes the listeners not in `want`.
+    pub fn activate(&self, bound: Vec<(SocketAddr, TcpListener)>, want: &[SocketAddr]) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for (addr, listener) in bound {
             let local = listener.local_addr().unwrap_or(addr);
             tracing::info!(%local, "listening");
             running.insert(addr, self.spawn(listener));
@@ -107,7 +122,6 @@ impl<S: HttpService> Listeners<S> {
                 r.task.abort();
             }
         }
-        Ok(())
     }
 
     /// The addresses actually bound (port 0 resolved).

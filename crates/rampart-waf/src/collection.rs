@@ -1,6 +1,7 @@
 //! Ordered, case-insensitive multimaps used for ARGS, headers, TX and friends.
 //!
 //! Values are `Arc`-shared so resolving a target for a rule clones pointers, not bytes.
+//! Each entry carries a hash of its lowercased key so lookups compare integers first.
 
 use std::sync::Arc;
 
@@ -11,14 +12,16 @@ pub(crate) struct Entry {
     pub lkey: Arc<str>,
     /// Hash of `lkey`, so key lookups compare integers before strings.
     pub khash: u64,
+    /// The key as bytes, the value of `*_NAMES` variables (shared, not re-allocated).
+    pub kbytes: Arc<[u8]>,
     pub value: Arc<[u8]>,
 }
 
-/// Cheap hash of a (lowercased) key for [`Entry::khash`] and key selectors.
+/// Case-insensitive hash of a key (hashes the ASCII-lowercased bytes).
 pub(crate) fn key_hash(k: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in k.as_bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3);
     }
     h
 }
@@ -34,56 +37,75 @@ impl Collection {
         Self::default()
     }
 
+    fn position(&self, key: &str, h: u64) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.khash == h && e.lkey.eq_ignore_ascii_case(key))
+    }
+
     /// Adds a value, keeping earlier ones with the same key (ARGS, headers).
     pub fn add(&mut self, key: &str, value: &[u8]) {
+        let k: Arc<str> = Arc::from(key);
         let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
             Arc::from(key.to_ascii_lowercase())
         } else {
-            Arc::from(key)
+            k.clone()
         };
         self.entries.push(Entry {
-            key: Arc::from(key),
-            khash: key_hash(&lkey),
+            key: k,
+            khash: key_hash(key),
+            kbytes: Arc::from(key.as_bytes()),
             lkey,
             value: Arc::from(value),
         });
     }
 
+    /// Adds an entry whose key and value are already shared (MATCHED_VARS), sparing
+    /// the copies `add` makes.
+    pub fn add_shared(&mut self, key: Arc<str>, value: Arc<[u8]>) {
+        let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(key.to_ascii_lowercase())
+        } else {
+            key.clone()
+        };
+        self.entries.push(Entry {
+            khash: key_hash(&key),
+            kbytes: Arc::from(key.as_bytes()),
+            key,
+            lkey,
+            value,
+        });
+    }
+
     /// Replaces every value under `key` with one value (TX semantics).
     pub fn set(&mut self, key: &str, value: &[u8]) {
-        let lk = key.to_ascii_lowercase();
-        let h = key_hash(&lk);
-        if let Some(pos) = self
-            .entries
-            .iter()
-            .position(|e| e.khash == h && *e.lkey == *lk)
-        {
-            self.entries[pos].value = Arc::from(value);
-            let mut i = pos + 1;
-            while i < self.entries.len() {
-                if *self.entries[i].lkey == *lk {
-                    self.entries.remove(i);
-                } else {
-                    i += 1;
+        let h = key_hash(key);
+        match self.position(key, h) {
+            Some(pos) => {
+                self.entries[pos].value = Arc::from(value);
+                let mut i = pos + 1;
+                while i < self.entries.len() {
+                    let e = &self.entries[i];
+                    if e.khash == h && e.lkey.eq_ignore_ascii_case(key) {
+                        self.entries.remove(i);
+                    } else {
+                        i += 1;
+                    }
                 }
             }
-        } else {
-            self.add(key, value);
+            None => self.add(key, value),
         }
     }
 
     pub fn remove(&mut self, key: &str) {
-        let lk = key.to_ascii_lowercase();
-        self.entries.retain(|e| *e.lkey != *lk);
+        let h = key_hash(key);
+        self.entries
+            .retain(|e| !(e.khash == h && e.lkey.eq_ignore_ascii_case(key)));
     }
 
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
-        let lk = key.to_ascii_lowercase();
-        let h = key_hash(&lk);
-        self.entries
-            .iter()
-            .find(|e| e.khash == h && *e.lkey == *lk)
-            .map(|e| &e.value)
+        let h = key_hash(key);
+        self.position(key, h).map(|p| &self.entries[p].value)
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -96,5 +118,23 @@ impl Collection {
 
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_insensitive_set_get_remove() {
+        let mut c = Collection::new();
+        c.add("Foo", b"1");
+        c.add("foo", b"2");
+        assert_eq!(c.get("FOO").map(|v| v.to_vec()), Some(b"1".to_vec()));
+        c.set("fOo", b"3");
+        assert_eq!(c.len(), 1);
+        assert_eq!(&*c.entries()[0].key, "Foo");
+        c.remove("FOO");
+        assert_eq!(c.len(), 0);
     }
 }

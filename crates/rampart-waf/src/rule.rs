@@ -77,6 +77,9 @@ pub(crate) struct Link {
     pub transforms: Vec<Transform>,
     /// Interned id of `transforms`, the key of the per-transaction cache.
     pub tchain: u32,
+    /// Interned id of each prefix `transforms[..=k]`, and whether that prefix is shared
+    /// with another chain (then intermediate results are worth caching).
+    pub tprefix: Vec<(u32, bool)>,
     pub multi_match: bool,
     pub capture: bool,
     pub effects: Vec<Effect>,

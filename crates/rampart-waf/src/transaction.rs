@@ -88,7 +88,9 @@ pub struct Transaction {
     xml_text: Option<Arc<[u8]>>,
     xml_attrs: Vec<Arc<[u8]>>,
     matched_vars: Collection,
-    scalars: HashMap<VarKind, Arc<[u8]>>,
+    /// Scalar variables indexed by `VarKind as usize` (a hash lookup per rule showed up
+    /// in profiles).
+    scalars: Vec<Option<Arc<[u8]>>>,
     matched_var: Arc<[u8]>,
     matched_var_name: Arc<str>,
     req_body: Vec<u8>,
@@ -173,12 +175,12 @@ impl Transaction {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let uid = format!("{:016x}{:08x}", t ^ n.rotate_left(32), n as u32);
-        let mut scalars = HashMap::new();
+        let mut scalars: Vec<Option<Arc<[u8]>>> = vec![None; VarKind::COUNT];
         // ModSecurity reports an empty REQBODY_PROCESSOR until one is chosen.
-        scalars.insert(VarKind::ReqbodyProcessor, arc(b""));
-        scalars.insert(VarKind::UniqueId, arc(uid.as_bytes()));
+        scalars[VarKind::ReqbodyProcessor as usize] = Some(arc(b""));
+        scalars[VarKind::UniqueId as usize] = Some(arc(uid.as_bytes()));
         let secs = t / 1_000_000_000;
-        scalars.insert(VarKind::TimeEpoch, arc(secs.to_string().as_bytes()));
+        scalars[VarKind::TimeEpoch as usize] = Some(arc(secs.to_string().as_bytes()));
         Transaction {
             mode,
             req_body_access: c.request_body_access,
@@ -223,7 +225,7 @@ impl Transaction {
     }
 
     fn set_scalar(&mut self, k: VarKind, v: &[u8]) {
-        self.scalars.insert(k, arc(v));
+        self.scalars[k as usize] = Some(arc(v));
     }
 
     /// Connection endpoints (REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT).
@@ -742,19 +744,46 @@ impl Transaction {
         if link.transforms.is_empty() {
             return v.clone();
         }
-        let key = (link.tchain, hash_bytes(v), v.len());
-        if let Some(r) = self.cache.get(&key) {
-            return r.clone();
+        let (h, len) = (hash_bytes(v), v.len());
+        let n = link.transforms.len();
+        // Start from the longest prefix of the chain already computed for this value:
+        // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
+        let mut start = 0;
+        let mut base = v.clone();
+        for k in (1..=n).rev() {
+            if let Some(r) = self.cache.get(&(link.tprefix[k - 1].0, h, len)) {
+                if k == n {
+                    return r.clone();
+                }
+                base = r.clone();
+                start = k;
+                break;
+            }
         }
-        let mut cur: Vec<u8> = v.to_vec();
-        for t in &link.transforms {
-            cur = t.apply(&cur);
+        let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
+        let mut inserts: Vec<(u32, Arc<[u8]>)> = Vec::new();
+        for k in start..n {
+            if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
+                cur = Cow::Owned(next);
+            }
+            let (pid, shared) = link.tprefix[k];
+            if shared && k + 1 < n {
+                inserts.push((pid, Arc::from(&*cur)));
+            }
         }
-        let r: Arc<[u8]> = Arc::from(cur);
-        // Bound the memory a hostile request can pin through the cache.
-        if self.cache_bytes + r.len() <= CACHE_BYTES_MAX {
-            self.cache_bytes += r.len();
-            self.cache.insert(key, r.clone());
+        // Unchanged values keep sharing the original allocation.
+        let r: Arc<[u8]> = if *cur == **v {
+            v.clone()
+        } else {
+            Arc::from(cur.into_owned())
+        };
+        inserts.push((link.tchain, r.clone()));
+        for (pid, val) in inserts {
+            // Bound the memory a hostile request can pin through the cache.
+            if self.cache_bytes + val.len() <= CACHE_BYTES_MAX {
+                self.cache_bytes += val.len();
+                self.cache.insert((pid, h, len), val);
+            }
         }
         r
     }
@@ -809,7 +838,7 @@ impl Transaction {
                 let name: Arc<str> = Arc::from(v.name());
                 self.matched_var = tv.clone();
                 self.matched_var_name = name.clone();
-                self.matched_vars.add(&name, &tv);
+                self.matched_vars.add_shared(name, tv.clone());
                 self.run_effects(rule, &link.effects);
                 if !link.multi_match {
                     break;
@@ -839,23 +868,28 @@ impl Transaction {
     }
 
     fn setvar(&mut self, rule: &Rule, sv: &SetVar) {
-        let key = lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase();
+        // Keys are lowercased at load time; only macro keys need expanding here.
+        let key: Cow<'_, str> = match sv.key.as_static() {
+            Some(k) => String::from_utf8_lossy(k),
+            None => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
+        };
+        let key = key.as_ref();
         match &sv.op {
-            SetOp::Delete => self.collection_mut(sv.collection).remove(&key),
+            SetOp::Delete => self.collection_mut(sv.collection).remove(key),
             SetOp::Set(v) => {
                 let val = self.expand(v, rule);
-                self.collection_mut(sv.collection).set(&key, &val);
+                self.collection_mut(sv.collection).set(key, &val);
             }
             SetOp::Add(v) | SetOp::Sub(v) => {
                 let delta = atoi(&self.expand(v, rule));
                 let col = self.collection_mut(sv.collection);
-                let cur = col.get(&key).map(|c| atoi(c)).unwrap_or(0);
+                let cur = col.get(key).map(|c| atoi(c)).unwrap_or(0);
                 let n = if matches!(sv.op, SetOp::Add(_)) {
                     cur + delta
                 } else {
                     cur - delta
                 };
-                col.set(&key, n.to_string().as_bytes());
+                col.set(key, n.to_string().as_bytes());
             }
         }
     }
@@ -993,7 +1027,7 @@ impl Transaction {
                         kind: t.kind,
                         key: Some(e.key.clone()),
                         value: if names {
-                            arc(e.key.as_bytes())
+                            e.kbytes.clone()
                         } else {
                             e.value.clone()
                         },
@@ -1014,7 +1048,7 @@ impl Transaction {
                         .map_or(255, |s| s as u8);
                     Some(arc(h.to_string().as_bytes()))
                 }
-                k => self.scalars.get(&k).cloned(),
+                k => self.scalars.get(k as usize).cloned().flatten(),
             };
             if let Some(v) = v {
                 out.push(Val {
@@ -1055,7 +1089,7 @@ impl Transaction {
                 for e in c.entries() {
                     if key.is_none_or_eq(&e.lkey) {
                         return Some(if names {
-                            arc(e.key.as_bytes())
+                            e.kbytes.clone()
                         } else {
                             e.value.clone()
                         });
@@ -1064,7 +1098,7 @@ impl Transaction {
             }
             return None;
         }
-        self.scalars.get(&kind).cloned()
+        self.scalars.get(kind as usize).cloned().flatten()
     }
 
     pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {

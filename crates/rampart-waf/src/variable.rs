@@ -102,6 +102,9 @@ pub enum VarKind {
 }
 
 impl VarKind {
+    /// Number of variants (for tables indexed by `kind as usize`).
+    pub const COUNT: usize = VarKind::Webserver as usize + 1;
+
     /// True for collections that accept `:key` selectors.
     pub fn is_collection(self) -> bool {
         use VarKind::*;

@@ -424,8 +424,20 @@ fn crs_throughput() {
         eprintln!("skipping: ../shared (CRS + corpus) not found");
         return;
     };
-    let (rs, _) = load_crs(&root);
-    let n = 2000;
+    let (pl4, _) = load_crs(&root);
+    // Paranoia level 1 (crs-setup defaults, what most sites run).
+    let (pl1, _) = RuleSet::load(
+        &FsLoader::with_root(&root),
+        &["waf-corpus/modsecurity-test.conf", "crs/crs-setup.conf.example", "crs/rules/*.conf"],
+    )
+    .unwrap();
+    for (name, rs) in [("PL4", pl4), ("PL1", pl1)] {
+        throughput(name, &rs);
+    }
+}
+
+fn throughput(name: &str, rs: &RuleSet) {
+    let n: u32 = std::env::var("WAF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let t = Instant::now();
     for i in 0..n {
         let mut tx = rs.transaction();
@@ -463,7 +475,7 @@ fn crs_throughput() {
         tx.process_logging();
     }
     let per = t.elapsed() / n;
-    eprintln!("{per:?} per transaction");
+    eprintln!("{name}: {per:?} per transaction");
 }
 
 /// CRS in blocking mode: anomaly scoring (901 → 942xxx → 949110) must deny an SQL

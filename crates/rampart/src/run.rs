@@ -231,13 +231,18 @@ impl Process {
         let cfg = self.source.load().inspect_err(|_| self.app.note_failed_reload())?;
         let limits = conn_limits(&cfg);
         let snap = self.app.prepare(cfg).map_err(|e| e.to_string())?;
-        self.listeners
-            .sync(&snap.hosts.addrs())
+        let addrs = snap.hosts.addrs();
+        // Bind new addresses before anything changes (a bind error aborts the reload), install
+        // the config that knows them, and only then accept on them and close removed ones.
+        let bound = self
+            .listeners
+            .bind_new(&addrs)
             .inspect_err(|_| self.app.note_failed_reload())
             .map_err(|e| e.to_string())?;
         self.listeners.set_settings(ConnSettings::new(limits));
         let g = snap.generation;
         self.app.install(snap);
+        self.listeners.activate(bound, &addrs);
         Ok(format!("reloaded {} (generation {g})", self.source.describe()))
     }
 }

@@ -188,7 +188,12 @@ fn sigterm_finishes_in_flight_downloads() {
     assert!(TcpStream::connect(("127.0.0.1", r.port)).is_err());
     let mut rest = Vec::new();
     br.read_to_end(&mut rest).unwrap();
-    assert_eq!(first.len() + rest.len(), 32 << 20, "the whole body arrived");
+    assert_eq!(
+        first.len() + rest.len(),
+        32 << 20,
+        "the whole body arrived; server log:\n{}",
+        r.stderr()
+    );
     assert!(rest.iter().all(|b| *b == 7));
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
 }

@@ -249,6 +249,9 @@ impl<'a> Parser<'a> {
         };
         transforms.extend(pa.transforms.iter().copied());
         let tchain = self.intern(&transforms);
+        let tprefix: Vec<(u32, bool)> = (1..=transforms.len())
+            .map(|k| (self.intern(&transforms[..k]), false))
+            .collect();
         if let Some(OperatorSpec {
             op: Operator::Rx(re),
             ..
@@ -265,6 +268,7 @@ impl<'a> Parser<'a> {
             op,
             transforms,
             tchain,
+            tprefix,
             multi_match: pa.multi_match,
             capture: pa.capture,
             effects: std::mem::take(&mut pa.effects),
@@ -383,6 +387,19 @@ impl<'a> Parser<'a> {
                             .extend(t.exclusions.iter().cloned());
                     }
                 }
+            }
+        }
+        // A transformation prefix is worth caching when several distinct chains start
+        // with it.
+        let mut users: HashMap<u32, std::collections::HashSet<u32>> = HashMap::new();
+        for l in self.rules.iter().flat_map(|r| r.links.iter()) {
+            for &(pid, _) in &l.tprefix {
+                users.entry(pid).or_default().insert(l.tchain);
+            }
+        }
+        for l in self.rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+            for p in &mut l.tprefix {
+                p.1 = users.get(&p.0).is_some_and(|s| s.len() > 1);
             }
         }
         let mut phases: [Vec<usize>; 6] = Default::default();

@@ -114,6 +114,38 @@ impl Transform {
         }))
     }
 
+    /// Applies the transformation, borrowing the input when a cheap scan shows it
+    /// would come out unchanged (the common case for benign values).
+    pub fn apply_cow(self, input: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        use Transform::*;
+        let has = |c: u8| input.contains(&c);
+        let unchanged = match self {
+            UrlDecode | UrlDecodeUni => !has(b'%') && !has(b'+'),
+            HtmlEntityDecode => !has(b'&'),
+            JsDecode | CssDecode | EscapeSeqDecode => !has(b'\\'),
+            Lowercase => !input.iter().any(u8::is_ascii_uppercase),
+            Uppercase => !input.iter().any(u8::is_ascii_lowercase),
+            RemoveNulls | ReplaceNulls => !has(0),
+            Utf8ToUnicode => input.is_ascii(),
+            RemoveWhitespace => !input.iter().any(|&c| is_space(c)),
+            ReplaceComments => !has(b'/'),
+            RemoveComments | RemoveCommentsChar => {
+                !input.iter().any(|&c| matches!(c, b'/' | b'*' | b'-' | b'#' | b'<'))
+            }
+            Trim | TrimLeft | TrimRight => {
+                !input.first().is_some_and(|&c| is_space(c)) && !input.last().is_some_and(|&c| is_space(c))
+            }
+            SqlHexDecode => !input.windows(2).any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x'),
+            _ => false,
+        };
+        if unchanged {
+            Cow::Borrowed(input)
+        } else {
+            Cow::Owned(self.apply(input))
+        }
+    }
+
     /// Applies the transformation.
     pub fn apply(self, input: &[u8]) -> Vec<u8> {
         use Transform::*;
