@@ -179,7 +179,10 @@ mod tests {
             line: 3,
         };
         let j = m.to_json();
-        assert!(j.starts_with("{\"id\":942100,\"phase\":2,\"msg\":\"SQL \\\"x\\\"\""), "{j}");
+        assert!(
+            j.starts_with("{\"id\":942100,\"phase\":2,\"msg\":\"SQL \\\"x\\\"\""),
+            "{j}"
+        );
         assert!(j.contains("\"logdata\":\"a\\nb\\\\\""), "{j}");
         assert!(j.contains("\"matched_data\":\"\\u0001\""), "{j}");
         assert!(m.log_line().contains("[id \"942100\"]"));

@@ -428,7 +428,11 @@ fn crs_throughput() {
     // Paranoia level 1 (crs-setup defaults, what most sites run).
     let (pl1, _) = RuleSet::load(
         &FsLoader::with_root(&root),
-        &["waf-corpus/modsecurity-test.conf", "crs/crs-setup.conf.example", "crs/rules/*.conf"],
+        &[
+            "waf-corpus/modsecurity-test.conf",
+            "crs/crs-setup.conf.example",
+            "crs/rules/*.conf",
+        ],
     )
     .unwrap();
     for (name, rs) in [("PL4", pl4), ("PL1", pl1)] {
@@ -437,7 +441,10 @@ fn crs_throughput() {
 }
 
 fn throughput(name: &str, rs: &RuleSet) {
-    let n: u32 = std::env::var("WAF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: u32 = std::env::var("WAF_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let t = Instant::now();
     for i in 0..n {
         let mut tx = rs.transaction();

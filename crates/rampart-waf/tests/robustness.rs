@@ -17,7 +17,9 @@ impl Rng {
     }
     fn bytes(&mut self, alphabet: &[u8], max: usize) -> Vec<u8> {
         let n = (self.next() as usize) % max;
-        (0..n).map(|_| alphabet[(self.next() as usize) % alphabet.len()]).collect()
+        (0..n)
+            .map(|_| alphabet[(self.next() as usize) % alphabet.len()])
+            .collect()
     }
 }
 
@@ -45,7 +47,8 @@ SecRule RESPONSE_BODY "@contains a" "id:19,phase:4,pass"
 fn random_requests_never_panic() {
     let (rs, _) = RuleSet::from_text("fuzz.conf", RULES).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let alphabet: Vec<u8> = b"aA0%uU+&=;:/\\\\.-_\"'<>{}[]()*#!?\r\n\t \x00\xff\xc3\xa9\xe2\x80".to_vec();
+    let alphabet: Vec<u8> =
+        b"aA0%uU+&=;:/\\\\.-_\"'<>{}[]()*#!?\r\n\t \x00\xff\xc3\xa9\xe2\x80".to_vec();
     let cts: [&str; 6] = [
         "application/x-www-form-urlencoded",
         "application/json",
@@ -85,7 +88,10 @@ fn random_requests_never_panic() {
         let mut tx = rs.transaction();
         tx.process_uri(&format!("/{uri}"), "POST", "HTTP/1.1");
         tx.add_request_header("Content-Type", cts[(rng.next() as usize) % cts.len()]);
-        tx.add_request_header("Cookie", &String::from_utf8_lossy(&rng.bytes(&alphabet, 40)));
+        tx.add_request_header(
+            "Cookie",
+            &String::from_utf8_lossy(&rng.bytes(&alphabet, 40)),
+        );
         tx.process_request_headers();
         tx.append_request_body(&body);
         tx.process_request_body();

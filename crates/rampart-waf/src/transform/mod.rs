@@ -130,13 +130,16 @@ impl Transform {
             Utf8ToUnicode => input.is_ascii(),
             RemoveWhitespace => !input.iter().any(|&c| is_space(c)),
             ReplaceComments => !has(b'/'),
-            RemoveComments | RemoveCommentsChar => {
-                !input.iter().any(|&c| matches!(c, b'/' | b'*' | b'-' | b'#' | b'<'))
-            }
+            RemoveComments | RemoveCommentsChar => !input
+                .iter()
+                .any(|&c| matches!(c, b'/' | b'*' | b'-' | b'#' | b'<')),
             Trim | TrimLeft | TrimRight => {
-                !input.first().is_some_and(|&c| is_space(c)) && !input.last().is_some_and(|&c| is_space(c))
+                !input.first().is_some_and(|&c| is_space(c))
+                    && !input.last().is_some_and(|&c| is_space(c))
             }
-            SqlHexDecode => !input.windows(2).any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x'),
+            SqlHexDecode => !input
+                .windows(2)
+                .any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x'),
             _ => false,
         };
         if unchanged {
@@ -234,6 +237,61 @@ mod tests {
         assert_eq!(t(Uppercase, b"aB1"), b"AB1");
         assert_eq!(t(Lowercase, b"AbC\xc9"), b"abc\xc9");
         assert_eq!(t(Base64Encode, b"ab"), b"YWI=");
+    }
+
+    #[test]
+    fn apply_cow_agrees_with_apply() {
+        let all = [
+            Lowercase,
+            Uppercase,
+            UrlDecode,
+            UrlDecodeUni,
+            UrlEncode,
+            HtmlEntityDecode,
+            JsDecode,
+            CssDecode,
+            CmdLine,
+            CompressWhitespace,
+            RemoveWhitespace,
+            RemoveNulls,
+            ReplaceNulls,
+            ReplaceComments,
+            RemoveComments,
+            RemoveCommentsChar,
+            NormalizePath,
+            NormalizePathWin,
+            Base64Decode,
+            Base64DecodeExt,
+            Base64Encode,
+            HexDecode,
+            HexEncode,
+            Utf8ToUnicode,
+            Length,
+            Sha1,
+            Trim,
+            TrimLeft,
+            TrimRight,
+            EscapeSeqDecode,
+            SqlHexDecode,
+        ];
+        let alphabet = b"aZ09%+&;#/*-<!>\\ \t\0xX\xc3\xa9u";
+        let mut s: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..4000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let n = (s % 12) as usize;
+            let input: Vec<u8> = (0..n)
+                .map(|i| alphabet[((s >> (i * 5)) as usize) % alphabet.len()])
+                .collect();
+            for t in all {
+                assert_eq!(
+                    t.apply_cow(&input).as_ref(),
+                    t.apply(&input).as_slice(),
+                    "{t:?} {input:?}"
+                );
+            }
+        }
     }
 
     #[test]
