@@ -291,15 +291,26 @@ impl Transaction {
 
     /// Adds a request header (call once per header line, in order).
     pub fn add_request_header(&mut self, name: &str, value: &str) {
-        self.req_headers.add(name, value.as_bytes());
+        self.add_request_header_bytes(name.as_bytes(), value.as_bytes());
+    }
+
+    /// Like [`Self::add_request_header`] for raw header bytes (obs-text values are
+    /// inspected byte for byte, as ModSecurity does).
+    pub fn add_request_header_bytes(&mut self, name: &[u8], value: &[u8]) {
+        let name = String::from_utf8_lossy(name);
+        self.req_headers.add(&name, value);
         if name.eq_ignore_ascii_case("cookie") {
-            for part in value.split(';') {
-                let part = part.trim_start();
+            for part in value.split(|&c| c == b';') {
+                let part = part.trim_ascii_start();
                 if part.is_empty() {
                     continue;
                 }
-                let (n, v) = part.split_once('=').unwrap_or((part, ""));
-                self.cookies.add(n.trim_end(), v.as_bytes());
+                let (n, v) = match part.iter().position(|&c| c == b'=') {
+                    Some(p) => (&part[..p], &part[p + 1..]),
+                    None => (part, &b""[..]),
+                };
+                self.cookies
+                    .add(&String::from_utf8_lossy(n.trim_ascii_end()), v);
             }
         }
     }
@@ -498,14 +509,20 @@ impl Transaction {
 
     /// Adds a response header.
     pub fn add_response_header(&mut self, name: &str, value: &str) {
+        self.add_response_header_bytes(name.as_bytes(), value.as_bytes());
+    }
+
+    /// Like [`Self::add_response_header`] for raw header bytes.
+    pub fn add_response_header_bytes(&mut self, name: &[u8], value: &[u8]) {
+        let name = String::from_utf8_lossy(name);
         if name.eq_ignore_ascii_case("content-type") {
-            self.resp_content_type = value.to_ascii_lowercase();
-            self.set_scalar(VarKind::ResponseContentType, value.as_bytes());
+            self.resp_content_type = String::from_utf8_lossy(value).to_ascii_lowercase();
+            self.set_scalar(VarKind::ResponseContentType, value);
         }
         if name.eq_ignore_ascii_case("content-length") {
-            self.set_scalar(VarKind::ResponseContentLength, value.as_bytes());
+            self.set_scalar(VarKind::ResponseContentLength, value);
         }
-        self.resp_headers.add(name, value.as_bytes());
+        self.resp_headers.add(&name, value);
     }
 
     /// Runs phase 3.

@@ -70,7 +70,8 @@ struct Req {
     method: String,
     uri: String,
     version: String,
-    headers: Vec<(String, String)>,
+    /// Name (lossy) and raw value bytes, in wire order.
+    headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
 
@@ -105,23 +106,26 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
     let method = parts.next()?.to_string();
     let uri = parts.next().unwrap_or("/").to_string();
     let version = parts.next().unwrap_or("HTTP/1.1").to_string();
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     for l in &lines[1..] {
-        let l = String::from_utf8_lossy(l).into_owned();
-        if (l.starts_with(' ') || l.starts_with('\t')) && !headers.is_empty() {
+        if (l.starts_with(b" ") || l.starts_with(b"\t")) && !headers.is_empty() {
             if let Some(h) = headers.last_mut() {
-                h.1.push(' ');
-                h.1.push_str(l.trim());
+                h.1.push(b' ');
+                h.1.extend_from_slice(l.trim_ascii());
             }
             continue;
         }
-        if let Some((n, v)) = l.split_once(':') {
-            headers.push((n.to_string(), v.trim().to_string()));
+        if let Some(p) = l.iter().position(|&c| c == b':') {
+            headers.push((
+                String::from_utf8_lossy(&l[..p]).into_owned(),
+                l[p + 1..].trim_ascii().to_vec(),
+            ));
         }
     }
     let mut body = raw[body_start.min(raw.len())..].to_vec();
     let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+        n.eq_ignore_ascii_case("transfer-encoding")
+            && v.to_ascii_lowercase().windows(7).any(|w| w == b"chunked")
     });
     if chunked {
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a front end
@@ -149,7 +153,7 @@ fn parse_request(raw: &[u8]) -> Option<Req> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
     {
-        if let Ok(n) = cl.trim().parse::<usize>() {
+        if let Ok(n) = String::from_utf8_lossy(cl).trim().parse::<usize>() {
             body.truncate(n);
         }
     } else {
@@ -262,7 +266,7 @@ fn run_stage(rs: &RuleSet, stage: &serde_json::Value) -> Result<Option<()>, Stri
     tx.process_connection("127.0.0.1", 40000, "127.0.0.1", 80);
     tx.process_uri(&req.uri, &req.method, &req.version);
     for (n, v) in &req.headers {
-        tx.add_request_header(n, v);
+        tx.add_request_header_bytes(n.as_bytes(), v);
     }
     tx.process_request_headers();
     tx.append_request_body(&req.body);
