@@ -104,6 +104,7 @@ pub struct Transaction {
     req_body_limit: u64,
     removed_ids: Vec<(u32, u32)>,
     removed_tags: Vec<String>,
+    removed_msgs: Vec<String>,
     target_removals: Vec<(RuleSel, Exclusion)>,
     matched: Vec<MatchedRule>,
     interruption: Option<Interruption>,
@@ -212,6 +213,7 @@ impl Transaction {
             force_body_var: false,
             removed_ids: Vec::new(),
             removed_tags: Vec::new(),
+            removed_msgs: Vec::new(),
             target_removals: Vec::new(),
             matched: Vec::new(),
             interruption: None,
@@ -635,6 +637,12 @@ impl Transaction {
             .any(|&(a, b)| rule.id >= a && rule.id <= b)
             || (!self.removed_tags.is_empty()
                 && rule.tags.iter().any(|t| self.removed_tags.contains(t)))
+            || (!self.removed_msgs.is_empty()
+                && rule
+                    .msg
+                    .as_ref()
+                    .and_then(|m| m.as_static())
+                    .is_some_and(|m| self.removed_msgs.iter().any(|r| r.as_bytes() == m)))
     }
 
     fn eval_phase(&mut self, phase: Phase) {
@@ -915,6 +923,7 @@ impl Transaction {
         match c {
             Ctl::RuleRemoveById(r) => self.removed_ids.extend(r.iter().copied()),
             Ctl::RuleRemoveByTag(t) => self.removed_tags.push(t.clone()),
+            Ctl::RuleRemoveByMsg(m) => self.removed_msgs.push(m.clone()),
             Ctl::RuleRemoveTargetById(r, ex) => {
                 for e in ex {
                     self.target_removals

@@ -315,3 +315,23 @@ fn builtin_policy_blocks_common_attacks() {
     tx.add_request_header("User-Agent", "sqlmap/1.7");
     assert_eq!(tx.process_request_headers().map(|i| i.rule_id), Some(1100));
 }
+
+#[test]
+fn update_action_by_id_and_remove_by_msg() {
+    let r = rs(r#"
+SecRuleEngine On
+SecRule ARGS "@contains x" "id:1,phase:1,deny,status:403,msg:'old',severity:WARNING,t:none"
+SecRule ARGS:quiet "@streq 1" "id:3,phase:1,pass,nolog,ctl:ruleRemoveByMsg=noisy"
+SecRule ARGS "@contains y" "id:2,phase:1,pass,msg:'noisy'"
+SecRuleUpdateActionById 1 "pass,msg:'new',severity:CRITICAL,tag:'tuned',t:lowercase"
+"#);
+    // `t:lowercase` was appended: "X" now matches, and `pass` replaced `deny`.
+    let tx = get(&r, "/?a=X");
+    assert!(tx.interruption().is_none());
+    let m = &tx.matched_rules()[0];
+    assert_eq!((m.id, m.msg.as_str()), (1, "new"));
+    assert_eq!(m.severity, Some(rampart_waf::Severity::Critical));
+    assert_eq!(m.tags, ["tuned"]);
+    assert_eq!(ids(&get(&r, "/?quiet=1&b=y")), Vec::<u32>::new());
+    assert_eq!(ids(&get(&r, "/?b=y")), [2]);
+}

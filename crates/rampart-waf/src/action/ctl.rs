@@ -51,6 +51,7 @@ pub(crate) fn parse_id_ranges(s: &str) -> Result<IdRanges, String> {
 pub(crate) enum Ctl {
     RuleRemoveById(IdRanges),
     RuleRemoveByTag(String),
+    RuleRemoveByMsg(String),
     RuleRemoveTargetById(IdRanges, Vec<Exclusion>),
     RuleRemoveTargetByTag(String, Vec<Exclusion>),
     RuleEngine(EngineMode),
@@ -90,6 +91,7 @@ pub(crate) fn parse(arg: &str) -> Result<Ctl, String> {
     Ok(match name.trim().to_ascii_lowercase().as_str() {
         "ruleremovebyid" => Ctl::RuleRemoveById(parse_id_ranges(val)?),
         "ruleremovebytag" => Ctl::RuleRemoveByTag(val.to_string()),
+        "ruleremovebymsg" => Ctl::RuleRemoveByMsg(val.to_string()),
         "ruleremovetargetbyid" => {
             let (ids, t) = val
                 .split_once(';')

@@ -165,6 +165,24 @@ impl Parser<'_> {
                 let v = Self::arg(args, 0, loc, name)?;
                 self.amends.push(Amend::RemoveMsg(v.0.clone()));
             }
+            "secruleupdateactionbyid" => {
+                let who = Self::arg(args, 0, loc, name)?;
+                let a = Self::arg(args, 1, loc, name)?;
+                let ids = parse_id_ranges(who.0.split(':').next().unwrap_or(""))
+                    .map_err(|m| Parser::err(&who.1, m))?;
+                let pa = parse_actions(&a.0).map_err(|m| Parser::err(&a.1, m))?;
+                if pa.phase.is_some() || pa.chain || pa.id.is_some() {
+                    self.unsupported(
+                        &a.1,
+                        "SecRuleUpdateActionById changing id, phase or chain (ignored)",
+                    );
+                }
+                for u in &pa.unsupported {
+                    self.unsupported(&a.1, format!("action {u}"));
+                }
+                self.amends
+                    .push(Amend::UpdateActionsById(ids, Box::new(pa)));
+            }
             "secruleupdatetargetbyid" | "secruleupdatetargetbytag" => {
                 let who = Self::arg(args, 0, loc, name)?;
                 let t = Self::arg(args, 1, loc, name)?;

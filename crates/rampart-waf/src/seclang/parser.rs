@@ -21,6 +21,7 @@ pub(crate) enum Amend {
     RemoveMsg(String),
     UpdateTargetsById(Vec<(u32, u32)>, Targets),
     UpdateTargetsByTag(String, Targets),
+    UpdateActionsById(Vec<(u32, u32)>, Box<ParsedActions>),
 }
 
 pub(crate) struct Parser<'a> {
@@ -334,6 +335,69 @@ impl<'a> Parser<'a> {
         });
     }
 
+    /// SecRuleUpdateActionById: metadata and the disruptive action are replaced,
+    /// tags and setvar/ctl effects appended, `t:` applied on top of the rule's list.
+    fn update_actions(&mut self, ids: &[(u32, u32)], pa: &ParsedActions) {
+        let hits: Vec<usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.marker.is_none() && ids.iter().any(|&(a, b)| x.id >= a && x.id <= b))
+            .map(|(i, _)| i)
+            .collect();
+        for i in hits {
+            let new_t = {
+                let Some(first) = self.rules[i].links.first() else {
+                    continue;
+                };
+                if pa.transforms_reset {
+                    Some(pa.transforms.clone())
+                } else if pa.transforms.is_empty() {
+                    None
+                } else {
+                    let mut t = first.transforms.clone();
+                    t.extend(pa.transforms.iter().copied());
+                    Some(t)
+                }
+            };
+            let interned = new_t.map(|t| {
+                let chain = self.intern(&t);
+                let prefix: Vec<(u32, bool)> = (1..=t.len())
+                    .map(|k| (self.intern(&t[..k]), false))
+                    .collect();
+                (t, chain, prefix)
+            });
+            let rule = &mut self.rules[i];
+            if let Some(m) = &pa.msg {
+                rule.msg = Some(m.clone());
+            }
+            if let Some(m) = &pa.logdata {
+                rule.logdata = Some(m.clone());
+            }
+            if pa.severity.is_some() {
+                rule.severity = pa.severity;
+            }
+            if let Some(d) = &pa.disruptive {
+                rule.disruptive = d.clone();
+            }
+            if pa.status.is_some() {
+                rule.status = pa.status;
+            }
+            if let Some(l) = pa.log {
+                rule.log = l;
+            }
+            rule.tags.extend(pa.tags.iter().cloned());
+            if let Some(first) = rule.links.first_mut() {
+                first.effects.extend(pa.effects.iter().cloned());
+                if let Some((t, chain, prefix)) = interned {
+                    first.transforms = t;
+                    first.tchain = chain;
+                    first.tprefix = prefix;
+                }
+            }
+        }
+    }
+
     /// Applies removals/updates and builds the phase index.
     pub fn finish(mut self) -> Result<(RuleSet, LoadReport), WafError> {
         if let Some(head) = self.pending.take() {
@@ -362,7 +426,9 @@ impl<'a> Parser<'a> {
                         .and_then(|s| s.as_static())
                         .is_none_or(|s| s != m.as_bytes())
                 }),
-                Amend::UpdateTargetsById(..) | Amend::UpdateTargetsByTag(..) => {}
+                Amend::UpdateTargetsById(..)
+                | Amend::UpdateTargetsByTag(..)
+                | Amend::UpdateActionsById(..) => {}
             }
         }
         self.report.removed = before - self.rules.len();
@@ -370,6 +436,10 @@ impl<'a> Parser<'a> {
             let (sel_ids, sel_tag, t) = match a {
                 Amend::UpdateTargetsById(r, t) => (Some(r), None, t),
                 Amend::UpdateTargetsByTag(tag, t) => (None, Some(tag), t),
+                Amend::UpdateActionsById(r, pa) => {
+                    self.update_actions(&r, &pa);
+                    continue;
+                }
                 _ => continue,
             };
             for rule in self.rules.iter_mut().filter(|x| x.marker.is_none()) {
