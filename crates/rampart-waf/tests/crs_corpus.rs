@@ -439,8 +439,11 @@ fn crs_throughput() {
         ],
     )
     .unwrap();
+    let only = std::env::var("WAF_BENCH_PL").ok();
     for (name, rs) in [("PL4", pl4), ("PL1", pl1)] {
-        throughput(name, &rs);
+        if only.as_deref().is_none_or(|o| o == name) {
+            throughput(name, &rs);
+        }
     }
 }
 
