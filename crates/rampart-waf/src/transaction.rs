@@ -786,31 +786,35 @@ impl Transaction {
             }
         }
         let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
-        let mut inserts: Vec<(u32, Arc<[u8]>)> = Vec::new();
         for k in start..n {
             if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
                 cur = Cow::Owned(next);
             }
             let (pid, shared) = link.tprefix[k];
             if shared && k + 1 < n {
-                inserts.push((pid, Arc::from(&*cur)));
+                let val: Arc<[u8]> = match &cur {
+                    Cow::Borrowed(_) => base.clone(),
+                    Cow::Owned(o) => Arc::from(o.as_slice()),
+                };
+                self.cache_put((pid, h, len), val);
             }
         }
         // Unchanged values keep sharing the original allocation.
-        let r: Arc<[u8]> = if *cur == **v {
-            v.clone()
-        } else {
-            Arc::from(cur.into_owned())
+        let r: Arc<[u8]> = match cur {
+            Cow::Borrowed(_) => base.clone(),
+            Cow::Owned(o) if o == **v => v.clone(),
+            Cow::Owned(o) => Arc::from(o),
         };
-        inserts.push((link.tchain, r.clone()));
-        for (pid, val) in inserts {
-            // Bound the memory a hostile request can pin through the cache.
-            if self.cache_bytes + val.len() <= CACHE_BYTES_MAX {
-                self.cache_bytes += val.len();
-                self.cache.insert((pid, h, len), val);
-            }
-        }
+        self.cache_put((link.tchain, h, len), r.clone());
         r
+    }
+
+    /// Caches a transformed value, bounding the memory a hostile request can pin.
+    fn cache_put(&mut self, key: (u32, u64, usize), val: Arc<[u8]>) {
+        if self.cache_bytes + val.len() <= CACHE_BYTES_MAX {
+            self.cache_bytes += val.len();
+            self.cache.insert(key, val);
+        }
     }
 
     fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
