@@ -403,7 +403,20 @@ impl Transaction {
     fn parse_request_body(&mut self) {
         let body = std::mem::take(&mut self.req_body);
         let limit = self.rs.config.arguments_limit;
-        match self.body_processor {
+        // Like ModSecurity, a request without body bytes is not run through the
+        // JSON/XML/multipart parsers (an empty body is not a parse error).
+        let processor = match self.body_processor {
+            Some(BodyProcessor::UrlEncoded) => Some(BodyProcessor::UrlEncoded),
+            _ if body.is_empty() => {
+                if self.force_body_var {
+                    self.set_scalar(VarKind::RequestBody, b"");
+                }
+                self.req_body = body;
+                return;
+            }
+            p => p,
+        };
+        match processor {
             Some(BodyProcessor::UrlEncoded) => {
                 self.set_scalar(VarKind::RequestBody, &body);
                 for (n, v) in body::urlencoded::parse(&body, b'&') {

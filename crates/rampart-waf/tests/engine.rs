@@ -188,6 +188,12 @@ SecRule ARGS_POST:a "@streq 1 2" "id:16,phase:2,pass"
     assert_eq!(run("multipart/form-data; boundary=B", mp), [11, 12]);
     assert_eq!(run("text/xml", b"<a n=\"7\"><b>hello</b></a>"), [13, 14]);
     assert_eq!(run("text/xml", b"<a><b></a>"), [15]);
+    // No body bytes: nothing to parse, so no REQBODY_ERROR.
+    assert_eq!(run("text/xml", b""), Vec::<u32>::new());
+    assert_eq!(
+        run("multipart/form-data; boundary=B", b""),
+        Vec::<u32>::new()
+    );
 }
 
 #[test]
