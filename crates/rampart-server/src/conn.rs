@@ -59,8 +59,10 @@ impl ConnSettings {
             .keep_alive(true)
             .half_close(false)
             .max_buf_size(limits.max_header_size.max(8192))
-            .max_headers(limits.max_headers)
-            .pipeline_flush(true);
+            .max_headers(limits.max_headers);
+        // No `pipeline_flush`: in hyper it turns off the bound on buffered response bytes and
+        // forces copying bodies into one flat buffer (a stalled client could pin a whole file
+        // in memory). Without it responses go out with writev, bounded.
         b.http2()
             .max_concurrent_streams(limits.h2_max_concurrent_streams)
             .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))

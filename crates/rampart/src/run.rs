@@ -212,6 +212,9 @@ pub fn run(source: Source, log: &Option<String>, workers: Option<usize>) -> anyh
         b
     }
     .enable_all()
+    // File reads that would block run here; bounded like nginx's aio thread pool (32) so a
+    // burst of cold large files cannot grow hundreds of threads and their allocator arenas.
+    .max_blocking_threads(32)
     .thread_name("rampart-worker")
     .build()
     .context("cannot start the async runtime")?;

@@ -79,6 +79,34 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     }
 }
 
+/// Reads up to `n` bytes at `offset` only if that needs no disk I/O (`preadv2` with
+/// `RWF_NOWAIT`); `None` when nothing could be read that way (or the kernel lacks the flag).
+#[cfg(target_os = "linux")]
+fn read_if_cached(file: &File, offset: u64, n: usize) -> Option<Bytes> {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let mut buf = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match preadv2(file, &mut slices, offset + done as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break, // EAGAIN (not cached), EOPNOTSUPP…: let the blocking path decide
+        }
+    }
+    if done == 0 {
+        return None;
+    }
+    buf.truncate(done);
+    Some(Bytes::from(buf))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_if_cached(_file: &File, _offset: u64, _n: usize) -> Option<Bytes> {
+    None
+}
+
 #[cfg(windows)]
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     use std::os::windows::fs::FileExt;
@@ -128,9 +156,22 @@ impl http_body::Body for FileBody {
                             len: len - n,
                         });
                     }
-                    let file = this.file.clone();
                     // `n` ≤ CHUNK, so the cast cannot truncate.
                     let n = n as usize;
+                    // Page-cache hit: read right here, no thread hop (nginx reads in its worker
+                    // too). Only what would block goes to the blocking pool.
+                    if let Some(b) = read_if_cached(&this.file, offset, n) {
+                        let got = b.len();
+                        if got < n {
+                            this.segments.push_front(Segment::File {
+                                offset: offset + got as u64,
+                                len: (n - got) as u64,
+                            });
+                        }
+                        this.remaining = this.remaining.saturating_sub(got as u64);
+                        return Poll::Ready(Some(Ok(Frame::data(b))));
+                    }
+                    let file = this.file.clone();
                     this.pending = Some(tokio::task::spawn_blocking(move || {
                         let mut buf = vec![0u8; n];
                         read_exact_at(&file, &mut buf, offset)?;
