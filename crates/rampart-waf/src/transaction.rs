@@ -362,7 +362,10 @@ impl Transaction {
         if self.interruption.is_some() {
             return self.interruption.clone();
         }
-        if self.req_body_exceeded {
+        // SecRequestBodyNoFilesLimit: bodies without file uploads get the lower limit.
+        let no_files_exceeded = self.body_processor != Some(BodyProcessor::Multipart)
+            && self.req_body.len() as u64 > self.rs.config.request_body_no_files_limit;
+        if self.req_body_exceeded || no_files_exceeded {
             self.set_scalar(VarKind::InboundDataError, b"1");
             if self.rs.config.request_body_limit_reject && self.mode == EngineMode::On {
                 self.interruption = Some(Interruption {
@@ -586,6 +589,20 @@ impl Transaction {
 
     /// Runs phase 4.
     pub fn process_response_body(&mut self) -> Option<Interruption> {
+        let exceeded = self.scalars[VarKind::OutboundDataError as usize].as_deref() == Some(b"1");
+        if exceeded
+            && self.rs.config.response_body_limit_reject
+            && self.mode == EngineMode::On
+            && self.interruption.is_none()
+        {
+            // SecResponseBodyLimitAction Reject: ModSecurity answers 500.
+            self.interruption = Some(Interruption {
+                status: 500,
+                rule_id: 0,
+                action: InterruptionAction::Deny,
+            });
+            return self.interruption.clone();
+        }
         if self.response_body_wanted() {
             let b = std::mem::take(&mut self.resp_body);
             self.set_scalar(VarKind::ResponseBody, &b);

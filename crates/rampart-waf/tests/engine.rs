@@ -225,6 +225,24 @@ fn body_limit_rejects_in_on_mode() {
     tx.process_request_headers();
     tx.append_request_body(b"0123456789");
     assert_eq!(tx.process_request_body().map(|i| i.status), Some(413));
+
+    let r = rs("SecRuleEngine On\nSecRequestBodyAccess On\nSecRequestBodyNoFilesLimit 4\nSecRequestBodyLimitAction Reject");
+    let mut tx = r.transaction();
+    tx.process_uri("/", "POST", "HTTP/1.1");
+    tx.add_request_header("Content-Type", "application/x-www-form-urlencoded");
+    tx.process_request_headers();
+    tx.append_request_body(b"a=123456");
+    assert_eq!(tx.process_request_body().map(|i| i.status), Some(413));
+
+    let r = rs("SecRuleEngine On\nSecResponseBodyAccess On\nSecResponseBodyMimeType text/plain\nSecResponseBodyLimit 4\nSecResponseBodyLimitAction Reject");
+    let mut tx = r.transaction();
+    tx.process_uri("/", "GET", "HTTP/1.1");
+    tx.process_request_headers();
+    tx.process_request_body();
+    tx.add_response_header("Content-Type", "text/plain");
+    tx.process_response_headers(200, "HTTP/1.1");
+    tx.append_response_body(b"0123456789");
+    assert_eq!(tx.process_response_body().map(|i| i.status), Some(500));
 }
 
 #[test]
