@@ -34,18 +34,18 @@
 //! → `append_response_body`… → `process_response_body` (4) → `process_logging` (5).
 //! Stop forwarding at the first `Some(Interruption)`, but still call `process_logging`.
 
-pub mod action;
+mod action;
 mod audit;
 mod body;
 mod collection;
 mod error;
 mod macros;
-pub mod operator;
+mod operator;
 mod rule;
 mod ruleset;
 mod seclang;
 mod transaction;
-pub mod transform;
+mod transform;
 mod variable;
 
 pub use audit::{MatchedRule, Severity};

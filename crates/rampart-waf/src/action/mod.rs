@@ -8,8 +8,6 @@ use crate::macros::MacroStr;
 use crate::rule::{AllowScope, Disruptive, Effect, Phase};
 use crate::transform::{Parsed, Transform};
 
-pub use ctl::BodyProcessor;
-
 /// Everything an action list may set; `None` means "not given" so defaults can apply.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ParsedActions {
