@@ -49,7 +49,7 @@ mod transform;
 mod variable;
 
 pub use audit::{MatchedRule, Severity};
-pub use error::WafError;
+pub use error::{Location, WafError};
 pub use rule::Phase;
 pub use ruleset::{
     EngineMode, FsLoader, LoadReport, Loader, MemoryLoader, RegexEngine, RuleSet, Unsupported,
