@@ -52,7 +52,8 @@ fn redact(v: &mut serde_json::Value) {
         serde_json::Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 let lk = k.to_ascii_lowercase();
-                if SECRET_KEYS.iter().any(|s| lk.contains(s)) && (val.is_string() || val.is_array()) {
+                if SECRET_KEYS.iter().any(|s| lk.contains(s)) && (val.is_string() || val.is_array())
+                {
                     *val = serde_json::Value::String("<redacted>".into());
                 } else {
                     redact(val);
@@ -76,7 +77,11 @@ impl HttpService for Admin {
                     .shared
                     .metrics
                     .render((self.open_connections)(), snap.generation);
-                text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body,
+                )
             }
             (&Method::GET | &Method::HEAD, "/config") => {
                 let snap = self.rt.snapshot();
@@ -89,9 +94,11 @@ impl HttpService for Admin {
                 Ok(msg) => text(StatusCode::OK, plain, msg + "\n"),
                 Err(msg) => text(StatusCode::UNPROCESSABLE_ENTITY, plain, msg + "\n"),
             },
-            (_, "/healthz" | "/metrics" | "/config" | "/reload") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, plain, "method not allowed\n")
-            }
+            (_, "/healthz" | "/metrics" | "/config" | "/reload") => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                plain,
+                "method not allowed\n",
+            ),
             _ => text(
                 StatusCode::NOT_FOUND,
                 plain,

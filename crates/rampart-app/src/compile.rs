@@ -13,7 +13,7 @@ use crate::filters::compress::{CompressSettings, Encoding};
 use crate::handlers::ret::ReturnSpec;
 use crate::handlers::static_files::{StaticSettings, TryFile};
 use crate::router::{Conditions, HostTable, Hosts, PathMatch, RouteTable};
-use crate::snapshot::{HeaderEdits, Handler, RequestLimits, Route, Site, Snapshot};
+use crate::snapshot::{Handler, HeaderEdits, RequestLimits, Route, Site, Snapshot};
 
 /// A config that validated but still cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,11 @@ fn err(msg: impl Into<String>) -> CompileError {
 }
 
 /// Builds a snapshot. `shared` carries state that outlives snapshots (metrics, logs, caches).
-pub fn compile(cfg: Arc<Config>, shared: &Shared, generation: u64) -> Result<Snapshot, CompileError> {
+pub fn compile(
+    cfg: Arc<Config>,
+    shared: &Shared,
+    generation: u64,
+) -> Result<Snapshot, CompileError> {
     let mut hosts = Hosts::default();
     for (si, s) in cfg.servers.iter().enumerate() {
         let label = s
@@ -36,7 +40,12 @@ pub fn compile(cfg: Arc<Config>, shared: &Shared, generation: u64) -> Result<Sna
         let access_log = shared
             .logs
             .open(&s.access_log.path, s.access_log.format)
-            .map_err(|e| err(format!("server {label}: access log {}: {e}", s.access_log.path)))?;
+            .map_err(|e| {
+                err(format!(
+                    "server {label}: access log {}: {e}",
+                    s.access_log.path
+                ))
+            })?;
         let mut routes = Vec::new();
         for r in &s.routes {
             routes.push(Arc::new(compile_route(&label, r, &cfg, shared)?));
@@ -84,13 +93,17 @@ fn error_pages(pages: &std::collections::BTreeMap<String, String>) -> HashMap<u1
 fn header_edits(h: &rampart_config::HeaderOps) -> Result<HeaderEdits, CompileError> {
     let mut out = HeaderEdits::default();
     for (k, v) in &h.add {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| err(format!("bad header name {k:?}")))?;
-        let value = HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| err(format!("bad header name {k:?}")))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
         out.add.push((name, value));
     }
     for k in &h.remove {
-        out.remove
-            .push(HeaderName::from_bytes(k.as_bytes()).map_err(|_| err(format!("bad header name {k:?}")))?);
+        out.remove.push(
+            HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| err(format!("bad header name {k:?}")))?,
+        );
     }
     Ok(out)
 }
@@ -118,7 +131,12 @@ fn compress_settings(c: &rampart_config::Compress) -> Option<Arc<CompressSetting
     }))
 }
 
-fn compile_route(site: &str, r: &RouteCfg, cfg: &Config, shared: &Shared) -> Result<Route, CompileError> {
+fn compile_route(
+    site: &str,
+    r: &RouteCfg,
+    cfg: &Config,
+    shared: &Shared,
+) -> Result<Route, CompileError> {
     let (path, label) = if let Some(e) = &r.exact {
         (PathMatch::Exact(e.clone()), format!("= {e}"))
     } else if let Some(re) = &r.regex {
@@ -145,7 +163,8 @@ fn compile_route(site: &str, r: &RouteCfg, cfg: &Config, shared: &Shared) -> Res
             .push(Method::from_bytes(m.as_bytes()).map_err(|_| err(format!("bad method {m:?}")))?);
     }
     for (k, v) in &r.match_headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| err(format!("bad header name {k:?}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| err(format!("bad header name {k:?}")))?;
         let value = if v == "*" {
             None
         } else {
@@ -159,7 +178,8 @@ fn compile_route(site: &str, r: &RouteCfg, cfg: &Config, shared: &Shared) -> Res
     } else if r.builtin.is_some() {
         Handler::Welcome
     } else if let Some(dir) = r.root.as_ref().or(r.alias.as_ref()) {
-        let root = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let root =
+            std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let strip_prefix = if r.alias.is_some() {
             r.prefix.clone().or_else(|| r.exact.clone())
         } else {

@@ -58,14 +58,19 @@ impl Runtime {
     /// listeners first and install only when everything is ready.
     pub fn prepare(&self, cfg: Config) -> Result<Arc<Snapshot>, CompileError> {
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        compile(Arc::new(cfg), &self.shared, generation).map(Arc::new).inspect_err(|_| self.note_failed_reload())
+        compile(Arc::new(cfg), &self.shared, generation)
+            .map(Arc::new)
+            .inspect_err(|_| self.note_failed_reload())
     }
 
     /// Installs a prepared snapshot: requests from now on use it.
     pub fn install(&self, snap: Arc<Snapshot>) {
         self.generation.store(snap.generation, Ordering::Release);
         self.current.store(snap);
-        self.shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .reloads_ok
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a reload refused before compiling (invalid file).

@@ -33,7 +33,13 @@ pub struct Exchange {
 
 impl Exchange {
     /// Starts an exchange from a request head.
-    pub fn new(conn: &ConnInfo, method: Method, uri: Uri, version: Version, headers: &HeaderMap) -> Self {
+    pub fn new(
+        conn: &ConnInfo,
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Self {
         Exchange {
             conn: *conn,
             method,

@@ -97,7 +97,10 @@ impl AccessLog {
 
     /// Writes out buffered lines.
     pub fn flush(&self) {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).flush();
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush();
     }
 
     /// Reopens a file target (after log rotation).
@@ -132,9 +135,17 @@ fn combined(out: &mut String, x: &Exchange, status: u16, bytes: u64) {
     out.push(' ');
     push_escaped(out, x.uri.to_string().as_bytes());
     let _ = write!(out, " {:?}\" {status} {bytes} \"", x.version);
-    push_escaped(out, x.referer.as_ref().map_or(b"-".as_slice(), |v| v.as_bytes()));
+    push_escaped(
+        out,
+        x.referer.as_ref().map_or(b"-".as_slice(), |v| v.as_bytes()),
+    );
     out.push_str("\" \"");
-    push_escaped(out, x.user_agent.as_ref().map_or(b"-".as_slice(), |v| v.as_bytes()));
+    push_escaped(
+        out,
+        x.user_agent
+            .as_ref()
+            .map_or(b"-".as_slice(), |v| v.as_bytes()),
+    );
     out.push_str("\" \"");
     push_escaped(out, x.request_id.as_bytes());
     out.push('"');

@@ -41,7 +41,10 @@ impl RouteMetrics {
         }
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let secs = took.as_secs_f64();
-        let idx = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let idx = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.buckets[idx].fetch_add(1, Ordering::Relaxed);
         self.sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
@@ -59,7 +62,9 @@ pub struct Metrics {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -84,13 +89,25 @@ impl Metrics {
             for (i, c) in m.by_status.iter().enumerate() {
                 let n = c.load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(o, "rampart_requests_total{{server=\"{}\",route=\"{}\",status=\"{}\"}} {n}", esc(s), esc(r), i + 100);
+                    let _ = writeln!(
+                        o,
+                        "rampart_requests_total{{server=\"{}\",route=\"{}\",status=\"{}\"}} {n}",
+                        esc(s),
+                        esc(r),
+                        i + 100
+                    );
                 }
             }
         }
         o.push_str("# HELP rampart_response_bytes_total Response body bytes sent.\n# TYPE rampart_response_bytes_total counter\n");
         for ((s, r), m) in &routes {
-            let _ = writeln!(o, "rampart_response_bytes_total{{server=\"{}\",route=\"{}\"}} {}", esc(s), esc(r), m.bytes.load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "rampart_response_bytes_total{{server=\"{}\",route=\"{}\"}} {}",
+                esc(s),
+                esc(r),
+                m.bytes.load(Ordering::Relaxed)
+            );
         }
         o.push_str("# HELP rampart_request_duration_seconds Time from request head to response head.\n# TYPE rampart_request_duration_seconds histogram\n");
         for ((s, r), m) in &routes {
@@ -101,8 +118,19 @@ impl Metrics {
             }
             cum += m.buckets[BUCKETS.len()].load(Ordering::Relaxed);
             let _ = writeln!(o, "rampart_request_duration_seconds_bucket{{server=\"{}\",route=\"{}\",le=\"+Inf\"}} {cum}", esc(s), esc(r));
-            let _ = writeln!(o, "rampart_request_duration_seconds_sum{{server=\"{}\",route=\"{}\"}} {}", esc(s), esc(r), m.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-            let _ = writeln!(o, "rampart_request_duration_seconds_count{{server=\"{}\",route=\"{}\"}} {cum}", esc(s), esc(r));
+            let _ = writeln!(
+                o,
+                "rampart_request_duration_seconds_sum{{server=\"{}\",route=\"{}\"}} {}",
+                esc(s),
+                esc(r),
+                m.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                o,
+                "rampart_request_duration_seconds_count{{server=\"{}\",route=\"{}\"}} {cum}",
+                esc(s),
+                esc(r)
+            );
         }
         let _ = write!(
             o,

@@ -39,7 +39,13 @@ pub enum Flow {
 /// Handles one request with a snapshot. Never fails: every error becomes a response here.
 pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let mut x = Exchange::new(conn, parts.method.clone(), parts.uri.clone(), parts.version, &parts.headers);
+    let mut x = Exchange::new(
+        conn,
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.version,
+        &parts.headers,
+    );
 
     // 1. admit
     if let Err(status) = admit(snap, &parts, &mut x) {
@@ -60,7 +66,11 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return finish(snap, None, None, x, resp);
     };
-    let Some(route) = site.routes.select(&x.path, &parts.method, &parts.headers).cloned() else {
+    let Some(route) = site
+        .routes
+        .select(&x.path, &parts.method, &parts.headers)
+        .cloned()
+    else {
         let resp = error_response(&site, None, StatusCode::NOT_FOUND, &parts, &x).await;
         return finish(snap, Some(&site), None, x, resp);
     };
@@ -79,7 +89,9 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
     // Handlers here do not read request bodies: read and discard it now (bounded), as nginx
     // does, so bad chunking or an oversized chunked body gets its 400/413 and the connection
     // stays usable.
-    if let Err(status) = discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await {
+    if let Err(status) =
+        discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
+    {
         let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -198,7 +210,11 @@ fn host_of(raw: &[u8]) -> Option<String> {
         let inner = &rest[..end];
         inner.parse::<std::net::Ipv6Addr>().ok()?;
         let after = &rest[end + 1..];
-        if !(after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok())) {
+        if !(after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok()))
+        {
             return None;
         }
         return Some(format!("[{}]", inner.to_ascii_lowercase()));
@@ -270,7 +286,11 @@ pub fn normalize_path(raw: &str) -> Option<String> {
 
 /// Reads a request body to its end without keeping it: 413 past `limit`, 400 when its framing
 /// is broken, 408 when the client stalls longer than `idle` between reads.
-async fn discard_body(mut body: Incoming, limit: u64, idle: std::time::Duration) -> Result<(), StatusCode> {
+async fn discard_body(
+    mut body: Incoming,
+    limit: u64,
+    idle: std::time::Duration,
+) -> Result<(), StatusCode> {
     use http_body_util::BodyExt;
     if http_body::Body::is_end_stream(&body) {
         return Ok(());
@@ -314,7 +334,11 @@ fn access(route: &Route, parts: &Parts) -> Flow {
 type HandlerError = (StatusCode, Option<(header::HeaderName, HeaderValue)>);
 
 /// Content phase: the route's handler answers.
-async fn content(route: &Route, parts: &Parts, x: &Exchange) -> Result<Response<Body>, HandlerError> {
+async fn content(
+    route: &Route,
+    parts: &Parts,
+    x: &Exchange,
+) -> Result<Response<Body>, HandlerError> {
     match &route.handler {
         Handler::Static(s) => static_files::serve(s, parts).await.map_err(|e| {
             let status = e.status();
@@ -371,16 +395,33 @@ async fn error_response(
 }
 
 /// Serves `uri` from the site as an internal GET (error pages). One level only: no recursion.
-async fn internal_get(site: &Site, uri: &str, parts: &Parts, x: &Exchange) -> Option<Response<Body>> {
+async fn internal_get(
+    site: &Site,
+    uri: &str,
+    parts: &Parts,
+    x: &Exchange,
+) -> Option<Response<Body>> {
     let uri: Uri = uri.parse().ok()?;
     let path = normalize_path(uri.path())?;
-    let method = if parts.method == Method::HEAD { Method::HEAD } else { Method::GET };
-    let mut req = Request::builder().method(method.clone()).uri(uri).version(parts.version);
+    let method = if parts.method == Method::HEAD {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .version(parts.version);
     for (n, v) in &parts.headers {
         // Conditionals and ranges were for the original resource.
         if !matches!(
             n.as_str(),
-            "range" | "if-range" | "if-match" | "if-none-match" | "if-modified-since" | "if-unmodified-since"
+            "range"
+                | "if-range"
+                | "if-match"
+                | "if-none-match"
+                | "if-modified-since"
+                | "if-unmodified-since"
         ) {
             req = req.header(n, v);
         }
@@ -404,8 +445,10 @@ pub fn default_error(status: StatusCode) -> Response<Body> {
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
@@ -431,9 +474,19 @@ fn finish(
         status,
     };
     match resp.body() {
-        Body::Stream(_) => resp.map(|b| Body::stream(LoggedBody { inner: b, sent: 0, log: Some(log) })),
+        Body::Stream(_) => resp.map(|b| {
+            Body::stream(LoggedBody {
+                inner: b,
+                sent: 0,
+                log: Some(log),
+            })
+        }),
         b => {
-            let bytes = if log.x.method == Method::HEAD { 0 } else { b.exact_len().unwrap_or(0) };
+            let bytes = if log.x.method == Method::HEAD {
+                0
+            } else {
+                b.exact_len().unwrap_or(0)
+            };
             log.write(bytes);
             resp
         }

@@ -51,7 +51,9 @@ pub fn from_request(headers: &HeaderMap) -> HeaderValue {
         Some(v)
             if !v.is_empty()
                 && v.len() <= 128
-                && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)) =>
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)) =>
         {
             v.clone()
         }

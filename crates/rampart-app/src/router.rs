@@ -82,7 +82,12 @@ impl RouteTable {
     }
 
     /// Picks the route for a normalized path.
-    pub fn select(&self, path: &str, method: &Method, headers: &http::HeaderMap) -> Option<&Arc<Route>> {
+    pub fn select(
+        &self,
+        path: &str,
+        method: &Method,
+        headers: &http::HeaderMap,
+    ) -> Option<&Arc<Route>> {
         let ok = |i: &usize| self.routes[*i].cond.accept(method, headers);
         if let Some(list) = self.exact.get(path) {
             if let Some(i) = list.iter().find(|i| ok(i)) {
@@ -94,7 +99,10 @@ impl RouteTable {
                 && ok(&i)
         });
         if let Some(&i) = longest {
-            if matches!(self.routes[i].path, PathMatch::Prefix { priority: true, .. }) {
+            if matches!(
+                self.routes[i].path,
+                PathMatch::Prefix { priority: true, .. }
+            ) {
                 return Some(&self.routes[i]);
             }
         }
@@ -134,7 +142,8 @@ impl HostTable {
                 self.exact.entry(n).or_insert_with(|| site.clone());
             }
         }
-        self.wildcards.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        self.wildcards
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         if is_default || self.default.is_none() {
             self.default = Some(site.clone());
         }

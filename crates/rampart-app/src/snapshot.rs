@@ -116,7 +116,11 @@ impl HeaderEdits {
 
 impl Site {
     /// The error page URI for a status, route first.
-    pub fn error_page<'a>(&'a self, route: Option<&'a Route>, status: StatusCode) -> Option<&'a str> {
+    pub fn error_page<'a>(
+        &'a self,
+        route: Option<&'a Route>,
+        status: StatusCode,
+    ) -> Option<&'a str> {
         let code = status.as_u16();
         route
             .and_then(|r| r.error_pages.get(&code))

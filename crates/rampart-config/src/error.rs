@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn suggests_close_keys() {
-        assert_eq!(suggest("lisen", ["listen", "limits"]), Some("listen".into()));
+        assert_eq!(
+            suggest("lisen", ["listen", "limits"]),
+            Some("listen".into())
+        );
         assert_eq!(suggest("zzz", ["listen", "limits"]), None);
     }
 }

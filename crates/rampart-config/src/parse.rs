@@ -88,7 +88,10 @@ fn explain(message: &str) -> (String, Option<String>) {
                 .collect();
             let hint = suggest(field, candidates.iter().copied());
             return (
-                format!("unknown key `{field}` (valid keys: {})", candidates.join(", ")),
+                format!(
+                    "unknown key `{field}` (valid keys: {})",
+                    candidates.join(", ")
+                ),
                 hint,
             );
         }
@@ -103,7 +106,10 @@ fn explain(message: &str) -> (String, Option<String>) {
                 .collect();
             let hint = suggest(variant, candidates.iter().copied());
             return (
-                format!("unknown value `{variant}` (valid: {})", candidates.join(", ")),
+                format!(
+                    "unknown value `{variant}` (valid: {})",
+                    candidates.join(", ")
+                ),
                 hint,
             );
         }

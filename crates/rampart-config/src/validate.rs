@@ -109,7 +109,10 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
         ("max_headers", l.max_headers == 0),
         ("max_uri_length", l.max_uri_length.0 < 16),
         ("keepalive_requests", l.keepalive_requests == 0),
-        ("h2_max_concurrent_streams", l.h2_max_concurrent_streams == 0),
+        (
+            "h2_max_concurrent_streams",
+            l.h2_max_concurrent_streams == 0,
+        ),
         ("header_read_timeout", l.header_read_timeout.0.is_zero()),
     ] {
         if zero {
@@ -147,13 +150,19 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
             p
         };
         if server.listen.is_empty() {
-            push(sp(&["listen"]), "a server needs at least one listen address".into(), None);
+            push(
+                sp(&["listen"]),
+                "a server needs at least one listen address".into(),
+                None,
+            );
         }
         for name in &server.server_names {
             if !valid_server_name(name) {
                 push(
                     sp(&["server_names"]),
-                    format!("invalid server name {name:?}: use a host name, \"*.example.com\" or \"_\""),
+                    format!(
+                        "invalid server name {name:?}: use a host name, \"*.example.com\" or \"_\""
+                    ),
                     None,
                 );
             }
@@ -213,7 +222,11 @@ fn check_headers(h: &crate::model::HeaderOps, base: Vec<PathSeg>, push: &mut Pus
         if !is_token(name) {
             push(p, format!("invalid header name {name:?}"), None);
         } else if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            push(p, format!("header {name} has a CR, LF or NUL in its value"), None);
+            push(
+                p,
+                format!("header {name} has a CR, LF or NUL in its value"),
+                None,
+            );
         }
     }
     for (i, name) in h.remove.iter().enumerate() {
@@ -242,7 +255,11 @@ fn check_error_pages(
             ),
         }
         if !uri.starts_with('/') {
-            push(p, format!("error page {uri:?} must be a URI starting with '/'"), None);
+            push(
+                p,
+                format!("error page {uri:?} must be a URI starting with '/'"),
+                None,
+            );
         }
     }
 }
@@ -252,7 +269,12 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
     let mut prefixes = HashSet::new();
     for (ri, r) in server.routes.iter().enumerate() {
         let rp = |rest: &[&str]| {
-            let mut p = vec![k("server"), PathSeg::Index(si), k("route"), PathSeg::Index(ri)];
+            let mut p = vec![
+                k("server"),
+                PathSeg::Index(si),
+                k("route"),
+                PathSeg::Index(ri),
+            ];
             p.extend(rest.iter().map(|s| k(s)));
             p
         };
@@ -285,7 +307,11 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
         }
         if let Some(p) = &r.prefix {
             if !prefixes.insert((p.clone(), conds)) {
-                push(rp(&["prefix"]), format!("duplicate prefix route {p:?}"), None);
+                push(
+                    rp(&["prefix"]),
+                    format!("duplicate prefix route {p:?}"),
+                    None,
+                );
             }
         }
         if let Some(re) = &r.regex {
@@ -295,7 +321,11 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
                 .build()
             {
                 let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                push(rp(&["regex"]), format!("invalid regex {re:?}: {first}"), None);
+                push(
+                    rp(&["regex"]),
+                    format!("invalid regex {re:?}: {first}"),
+                    None,
+                );
             }
         }
         for (i, m) in r.methods.iter().enumerate() {
@@ -306,16 +336,16 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
             if bad {
                 let mut p = rp(&["methods"]);
                 p.push(PathSeg::Index(i));
-                push(
-                    p,
-                    format!("unknown method {m:?}"),
-                    typo,
-                );
+                push(p, format!("unknown method {m:?}"), typo);
             }
         }
         for name in r.match_headers.keys() {
             if !is_token(name) {
-                push(rp(&["match_headers"]), format!("invalid header name {name:?}"), None);
+                push(
+                    rp(&["match_headers"]),
+                    format!("invalid header name {name:?}"),
+                    None,
+                );
             }
         }
         check_handler(r, &rp, push);
@@ -334,18 +364,34 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
                 }
             }
             if !(1..=9).contains(&c.gzip_level) {
-                push(rp(&["compress", "gzip_level"]), "gzip_level is 1-9".into(), None);
+                push(
+                    rp(&["compress", "gzip_level"]),
+                    "gzip_level is 1-9".into(),
+                    None,
+                );
             }
             if c.brotli_quality > 11 {
-                push(rp(&["compress", "brotli_quality"]), "brotli_quality is 0-11".into(), None);
+                push(
+                    rp(&["compress", "brotli_quality"]),
+                    "brotli_quality is 0-11".into(),
+                    None,
+                );
             }
             if !(1..=19).contains(&c.zstd_level) {
-                push(rp(&["compress", "zstd_level"]), "zstd_level is 1-19".into(), None);
+                push(
+                    rp(&["compress", "zstd_level"]),
+                    "zstd_level is 1-19".into(),
+                    None,
+                );
             }
         }
         if let Some(cc) = &r.cache_control {
             if cc.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                push(rp(&["cache_control"]), "cache_control has a CR, LF or NUL".into(), None);
+                push(
+                    rp(&["cache_control"]),
+                    "cache_control has a CR, LF or NUL".into(),
+                    None,
+                );
             }
         }
     }
@@ -371,7 +417,10 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         1 => {}
         _ => push(
             rp(&[]),
-            format!("a route has exactly one handler, found {}", handlers.join(" and ")),
+            format!(
+                "a route has exactly one handler, found {}",
+                handlers.join(" and ")
+            ),
             None,
         ),
     }
@@ -379,7 +428,11 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         if let Some(d) = dir {
             match std::fs::metadata(d) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => push(rp(&[key]), format!("{key} {} is not a directory", d.display()), None),
+                Ok(_) => push(
+                    rp(&[key]),
+                    format!("{key} {} is not a directory", d.display()),
+                    None,
+                ),
                 Err(e) => push(rp(&[key]), format!("{key} {}: {e}", d.display()), None),
             }
         }
@@ -393,7 +446,11 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
     }
     if let Some(ret) = &r.ret {
         if !(100..=599).contains(&ret.status) {
-            push(rp(&["return", "status"]), format!("status {} is not 100-599", ret.status), None);
+            push(
+                rp(&["return", "status"]),
+                format!("status {} is not 100-599", ret.status),
+                None,
+            );
         } else if matches!(ret.status, 301 | 302 | 303 | 307 | 308) && ret.location.is_none() {
             push(
                 rp(&["return"]),
@@ -401,8 +458,16 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
                 None,
             );
         }
-        if ret.location.as_deref().is_some_and(|l| l.contains(['\r', '\n'])) {
-            push(rp(&["return", "location"]), "location has a CR or LF".into(), None);
+        if ret
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains(['\r', '\n']))
+        {
+            push(
+                rp(&["return", "location"]),
+                "location has a CR or LF".into(),
+                None,
+            );
         }
     }
     let n = r.try_files.len();
@@ -411,16 +476,32 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         p.push(PathSeg::Index(i));
         if let Some(code) = t.strip_prefix('=') {
             if i + 1 != n {
-                push(p.clone(), "`=CODE` must be the last try_files entry".into(), None);
+                push(
+                    p.clone(),
+                    "`=CODE` must be the last try_files entry".into(),
+                    None,
+                );
             }
             if !code.parse::<u16>().is_ok_and(|c| (200..=599).contains(&c)) {
-                push(p, format!("try_files {t:?}: expected =404 or another status"), None);
+                push(
+                    p,
+                    format!("try_files {t:?}: expected =404 or another status"),
+                    None,
+                );
             }
         } else if !t.starts_with('/') && !t.starts_with("$uri") {
-            push(p, format!("try_files entry {t:?} must start with '/' or $uri"), None);
+            push(
+                p,
+                format!("try_files entry {t:?} must start with '/' or $uri"),
+                None,
+            );
         }
     }
     if !r.try_files.is_empty() && r.root.is_none() && r.alias.is_none() {
-        push(rp(&["try_files"]), "try_files needs `root` or `alias`".into(), None);
+        push(
+            rp(&["try_files"]),
+            "try_files needs `root` or `alias`".into(),
+            None,
+        );
     }
 }

@@ -24,10 +24,22 @@ fn misspelt_keys_are_all_reported_with_location_and_suggestion() {
     let text = "[global]\nlog_levle = \"info\"\n\n[[server]]\nlisten = [\"127.0.0.1:1\"]\nserver_name = [\"a\"]\n\n[[server.route]]\nprefix = \"/\"\nreturn = { status = 200 }\n";
     let errs = errors(text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs[0].starts_with("t.toml:2:1: unknown key `log_levle`"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("t.toml:2:1: unknown key `log_levle`"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("did you mean `log_level`"), "{}", errs[0]);
-    assert!(errs[1].starts_with("t.toml:6:1: unknown key `server_name`"), "{}", errs[1]);
-    assert!(errs[1].contains("did you mean `server_names`"), "{}", errs[1]);
+    assert!(
+        errs[1].starts_with("t.toml:6:1: unknown key `server_name`"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[1].contains("did you mean `server_names`"),
+        "{}",
+        errs[1]
+    );
 }
 
 #[test]
@@ -77,11 +89,31 @@ builtin = "welcome"
 "#;
     let errs = errors(text);
     assert_eq!(errs.len(), 5, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:7:9: invalid regex")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:12:8: root /definitely/not/here")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:16:10: a 301 redirect needs `location`")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("unknown method \"GTE\"") && e.contains("did you mean `GET`")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:25:16: duplicate server name")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:7:9: invalid regex")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:12:8: root /definitely/not/here")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:16:10: a 301 redirect needs `location`")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown method \"GTE\"") && e.contains("did you mean `GET`")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:25:16: duplicate server name")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -91,7 +123,13 @@ fn documented_example_uses_only_valid_keys() {
     let doc = include_str!("../../../docs/config.md");
     let start = doc.find("## A full annotated example").unwrap();
     let block = &doc[start..];
-    let body = block.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let body = block
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     match parse_str(body, Path::new("config.md")) {
         Ok(_) => {}
         Err(e) => {

@@ -88,7 +88,12 @@ pub(crate) async fn serve<S: HttpService>(
         keepalive: settings.limits.keepalive_timeout,
     };
     let park = Arc::new(std::sync::Mutex::new(None));
-    let io = TokioIo::new(GuardedIo::new(stream, park.clone(), state.clone(), timeouts));
+    let io = TokioIo::new(GuardedIo::new(
+        stream,
+        park.clone(),
+        state.clone(),
+        timeouts,
+    ));
     let max_requests = settings.limits.keepalive_requests;
     let svc_state = state.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -103,7 +108,10 @@ pub(crate) async fn serve<S: HttpService>(
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _guard: guard }))
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
         }
     });
     let result = {

@@ -10,8 +10,8 @@
 //! *head* (bytes arrived, no request started yet) → *busy* (requests in flight; the handler's
 //! own timeouts apply) → *idle*. HTTP/2 connections (detected by their preface) only use *idle*.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -173,7 +173,9 @@ impl AsyncRead for GuardedIo {
                         this.timed_out = true;
                         this.state.answered.store(true, Ordering::Release);
                         let _ = stream.try_write(BAD_FRAMING_RESPONSE);
-                        tracing::debug!("request with both Content-Length and Transfer-Encoding: 400");
+                        tracing::debug!(
+                            "request with both Content-Length and Transfer-Encoding: 400"
+                        );
                         return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
                     }
                     if this.head_started_ms.is_none()
@@ -290,7 +292,11 @@ impl GuardedIo {
 }
 
 impl AsyncWrite for GuardedIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let state = this.state.clone();
         let s = this.stream()?;
@@ -347,8 +353,12 @@ mod tests {
 
     #[test]
     fn framing_conflicts_are_found_per_head() {
-        assert!(has_both_framings(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"));
-        assert!(has_both_framings(b"POST / HTTP/1.1\r\ntRaNsFeR-eNcOdInG: chunked\r\nCONTENT-LENGTH: 4\r\n\r\n"));
+        assert!(has_both_framings(
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(has_both_framings(
+            b"POST / HTTP/1.1\r\ntRaNsFeR-eNcOdInG: chunked\r\nCONTENT-LENGTH: 4\r\n\r\n"
+        ));
         assert!(!has_both_framings(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
         assert!(!has_both_framings(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     }

@@ -30,7 +30,8 @@ pub struct BindError {
 /// `0.0.0.0` can be bound beside it, a deep backlog.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     let err = |source| BindError { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(err)?;
@@ -95,7 +96,10 @@ impl<S: HttpService> Listeners<S> {
     /// Phase 1 of a reload: binds the addresses of `want` not listening yet. Nothing is accepted
     /// from them until [`Listeners::activate`] (the kernel queues connections meanwhile), so the
     /// caller can install the config that knows these addresses first.
-    pub fn bind_new(&self, want: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
+    pub fn bind_new(
+        &self,
+        want: &[SocketAddr],
+    ) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh: Vec<(SocketAddr, TcpListener)> = Vec::new();
         for addr in want {
@@ -114,7 +118,11 @@ impl<S: HttpService> Listeners<S> {
             tracing::info!(%local, "listening");
             running.insert(addr, self.spawn(listener));
         }
-        let gone: Vec<SocketAddr> = running.keys().filter(|a| !want.contains(a)).copied().collect();
+        let gone: Vec<SocketAddr> = running
+            .keys()
+            .filter(|a| !want.contains(a))
+            .copied()
+            .collect();
         for addr in gone {
             if let Some(r) = running.remove(&addr) {
                 tracing::info!(%addr, "listener closed");
@@ -162,7 +170,11 @@ impl<S: HttpService> Listeners<S> {
                     Ok(a) => a,
                     Err(_) => continue,
                 };
-                let info = ConnInfo { peer, local, id: ids.fetch_add(1, Ordering::Relaxed) };
+                let info = ConnInfo {
+                    peer,
+                    local,
+                    id: ids.fetch_add(1, Ordering::Relaxed),
+                };
                 let settings = settings.load_full();
                 let service = service.clone();
                 let drain = drain.clone();

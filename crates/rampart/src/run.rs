@@ -30,8 +30,10 @@ impl Source {
     fn load(&self) -> Result<Config, String> {
         match self {
             Source::File(p) => rampart_config::load_file(p).map_err(|e| e.to_string()),
-            Source::Embedded => rampart_config::parse_str(EMBEDDED_DEFAULT, Path::new("<embedded>"))
-                .map_err(|e| e.to_string()),
+            Source::Embedded => {
+                rampart_config::parse_str(EMBEDDED_DEFAULT, Path::new("<embedded>"))
+                    .map_err(|e| e.to_string())
+            }
             Source::Generated(c) => Ok((**c).clone()),
         }
     }
@@ -64,7 +66,8 @@ fn init_tracing(cfg: &Config, cli_level: &Option<String>) {
 
 /// `rampart serve DIR`: a config built from flags.
 pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyhow::Result<()> {
-    let dir = std::fs::canonicalize(&a.dir).with_context(|| format!("cannot serve {}", a.dir.display()))?;
+    let dir = std::fs::canonicalize(&a.dir)
+        .with_context(|| format!("cannot serve {}", a.dir.display()))?;
     if !dir.is_dir() {
         return Err(anyhow!("{} is not a directory", dir.display()));
     }
@@ -161,7 +164,10 @@ pub fn reload(path: &Path) -> ExitCode {
         println!("sent SIGHUP to {pid}");
         ExitCode::SUCCESS
     } else {
-        eprintln!("cannot signal process {pid}: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
         ExitCode::FAILURE
     }
 }
@@ -184,11 +190,17 @@ fn admin_reload(admin: &str) -> std::io::Result<(bool, String)> {
         })?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(s, "POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let ok = resp.starts_with("HTTP/1.1 200");
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((ok, body))
 }
 
@@ -231,7 +243,10 @@ impl Process {
     /// Reload: load + validate + compile, bind new listeners, then swap. Any failure keeps the
     /// running config and says why.
     fn reload(&self) -> Result<String, String> {
-        let cfg = self.source.load().inspect_err(|_| self.app.note_failed_reload())?;
+        let cfg = self
+            .source
+            .load()
+            .inspect_err(|_| self.app.note_failed_reload())?;
         let limits = conn_limits(&cfg);
         let snap = self.app.prepare(cfg).map_err(|e| e.to_string())?;
         let addrs = snap.hosts.addrs();
@@ -246,7 +261,10 @@ impl Process {
         let g = snap.generation;
         self.app.install(snap);
         self.listeners.activate(bound, &addrs);
-        Ok(format!("reloaded {} (generation {g})", self.source.describe()))
+        Ok(format!(
+            "reloaded {} (generation {g})",
+            self.source.describe()
+        ))
     }
 }
 
@@ -258,7 +276,10 @@ async fn serve_until_stopped(source: Source, cfg: Config, workers: usize) -> any
     let app = Arc::new(Runtime::new(cfg).map_err(|e| anyhow!("{e}"))?);
     app.spawn_tasks();
     let snap = app.snapshot();
-    let listeners = Arc::new(Listeners::new(Arc::new(App(app.clone())), ConnSettings::new(limits)));
+    let listeners = Arc::new(Listeners::new(
+        Arc::new(App(app.clone())),
+        ConnSettings::new(limits),
+    ));
     let addrs = snap.hosts.addrs();
     listeners.sync(&addrs)?;
     let process = Arc::new(Process {
@@ -303,7 +324,9 @@ async fn serve_until_stopped(source: Source, cfg: Config, workers: usize) -> any
         process.source.describe(),
         workers,
         if workers == 1 { "" } else { "s" },
-        admin_addr.map(|a| format!("; admin on http://{a}")).unwrap_or_default()
+        admin_addr
+            .map(|a| format!("; admin on http://{a}"))
+            .unwrap_or_default()
     );
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -336,7 +359,10 @@ async fn serve_until_stopped(source: Source, cfg: Config, workers: usize) -> any
     }
     let left = listeners.drain(drain_timeout).await;
     if left > 0 {
-        tracing::warn!(connections = left, "drain timeout reached; closing the rest");
+        tracing::warn!(
+            connections = left,
+            "drain timeout reached; closing the rest"
+        );
     }
     app.shared.logs.flush_all();
     if let Some(p) = &pid_file {

@@ -13,7 +13,10 @@ fn version_prints() {
 #[test]
 fn check_accepts_a_valid_file() {
     let d = TempDir::new("check-ok");
-    let p = d.write("ok.toml", "[[server]]\nlisten = [\"127.0.0.1:1\"]\n[[server.route]]\nreturn = { status = 204 }\n");
+    let p = d.write(
+        "ok.toml",
+        "[[server]]\nlisten = [\"127.0.0.1:1\"]\n[[server.route]]\nreturn = { status = 204 }\n",
+    );
     let o = rampart(&["check", "-c", p.to_str().unwrap()]);
     assert!(o.status.success(), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("ok (1 server(s), 1 route(s))"));
@@ -30,9 +33,15 @@ fn check_reports_every_error_with_location_and_suggestion() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     let f = p.display().to_string();
-    assert!(err.contains(&format!("{f}:2:1: unknown key `max_body_sise`")), "{err}");
+    assert!(
+        err.contains(&format!("{f}:2:1: unknown key `max_body_sise`")),
+        "{err}"
+    );
     assert!(err.contains("did you mean `max_body_size`"), "{err}");
-    assert!(err.contains(&format!("{f}:8:8: root /no/such/dir")), "{err}");
+    assert!(
+        err.contains(&format!("{f}:8:8: root /no/such/dir")),
+        "{err}"
+    );
     assert!(err.contains(&format!("{f}:10:9: invalid regex")), "{err}");
     assert!(err.contains("3 error(s)"), "{err}");
 }
@@ -48,17 +57,24 @@ fn check_missing_file_fails() {
 fn embedded_default_serves_welcome_page_and_admin() {
     // The embedded default listens on fixed ports 8080/9901; run it via a copy with free ports
     // to prove the same content, and check the embedded text itself parses.
-    let cfg = rampart_config_default().replace("127.0.0.1:8080", "127.0.0.1:{port}").replace("127.0.0.1:9901", "127.0.0.1:{admin}");
+    let cfg = rampart_config_default()
+        .replace("127.0.0.1:8080", "127.0.0.1:{port}")
+        .replace("127.0.0.1:9901", "127.0.0.1:{admin}");
     let r = Rampart::with_config(&cfg);
     let resp = get(r.port, "/", &[]);
     assert_eq!(resp.status, 200);
     assert!(resp.text().contains("Rampart is running"));
     assert!(resp.text().contains("rampart serve"));
-    assert_eq!(resp.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(resp.header("server"), Some("rampart"));
     assert!(resp.header("date").is_some());
     assert_eq!(resp.header("x-request-id").map(|v| v.len()), Some(32));
-    assert!(r.stderr().contains(&format!("listening on http://127.0.0.1:{}", r.port)));
+    assert!(r
+        .stderr()
+        .contains(&format!("listening on http://127.0.0.1:{}", r.port)));
     let h = get(r.admin_port, "/healthz", &[]);
     assert_eq!((h.status, h.text().as_str()), (200, "ok\n"));
 }
@@ -99,7 +115,10 @@ fn serve_lists_and_serves_on_ipv6_too() {
     let resp = get(r.port, "/hello.txt", &[]);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, b"hello world\n");
-    assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     let o = curl(&["-g", &format!("http://[::1]:{port6}/hello.txt")]);
     assert_eq!(o.stdout, b"hello world\n");
     let listing = get(r.port, "/sub/", &[]);

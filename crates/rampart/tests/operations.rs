@@ -59,7 +59,15 @@ fn read_log(r: &Rampart) -> String {
 #[test]
 fn combined_access_log_with_request_id_and_reopen_on_usr1() {
     let r = Rampart::with_config_in(new_dir(), &cfg("hello", "combined"));
-    let resp = get(r.port, "/path?q=1", &[("User-Agent", "tester/1.0"), ("Referer", "http://ref/"), ("X-Request-Id", "rid-1")]);
+    let resp = get(
+        r.port,
+        "/path?q=1",
+        &[
+            ("User-Agent", "tester/1.0"),
+            ("Referer", "http://ref/"),
+            ("X-Request-Id", "rid-1"),
+        ],
+    );
     assert_eq!(resp.status, 200);
     assert!(wait_for(|| read_log(&r).contains("rid-1")));
     let line = read_log(&r);
@@ -69,11 +77,18 @@ fn combined_access_log_with_request_id_and_reopen_on_usr1() {
     );
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
     // Rotation: move the file away, USR1, new lines go to a new file.
-    std::fs::rename(r.dir.path().join("access.log"), r.dir.path().join("access.log.1")).unwrap();
+    std::fs::rename(
+        r.dir.path().join("access.log"),
+        r.dir.path().join("access.log.1"),
+    )
+    .unwrap();
     r.signal("USR1");
     std::thread::sleep(Duration::from_millis(300));
     get(r.port, "/after", &[("X-Request-Id", "rid-2")]);
-    assert!(wait_for(|| read_log(&r).contains("rid-2")), "new file gets the new line");
+    assert!(
+        wait_for(|| read_log(&r).contains("rid-2")),
+        "new file gets the new line"
+    );
     let old = std::fs::read_to_string(r.dir.path().join("access.log.1")).unwrap();
     assert!(!old.contains("rid-2"));
 }
@@ -81,7 +96,11 @@ fn combined_access_log_with_request_id_and_reopen_on_usr1() {
 #[test]
 fn json_access_log() {
     let r = Rampart::with_config_in(new_dir(), &cfg("hello", "json"));
-    get(r.port, "/j", &[("Host", "ops.test"), ("X-Request-Id", "rid-j")]);
+    get(
+        r.port,
+        "/j",
+        &[("Host", "ops.test"), ("X-Request-Id", "rid-j")],
+    );
     assert!(wait_for(|| read_log(&r).contains("rid-j")));
     let log = read_log(&r);
     let v: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
@@ -102,10 +121,24 @@ fn metrics_and_config_endpoints() {
     }
     get(r.port, "/files/missing", &[]);
     let m = get(r.admin_port, "/metrics", &[]).text();
-    assert!(m.contains("rampart_requests_total{server=\"ops.test\",route=\"/\",status=\"200\"} 3"), "{m}");
-    assert!(m.contains("rampart_requests_total{server=\"ops.test\",route=\"/files/\",status=\"404\"} 1"), "{m}");
-    assert!(m.contains("rampart_request_duration_seconds_count{server=\"ops.test\",route=\"/\"} 3"), "{m}");
-    assert!(m.contains("rampart_response_bytes_total{server=\"ops.test\",route=\"/\"} 15"), "{m}");
+    assert!(
+        m.contains("rampart_requests_total{server=\"ops.test\",route=\"/\",status=\"200\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "rampart_requests_total{server=\"ops.test\",route=\"/files/\",status=\"404\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("rampart_request_duration_seconds_count{server=\"ops.test\",route=\"/\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rampart_response_bytes_total{server=\"ops.test\",route=\"/\"} 15"),
+        "{m}"
+    );
     assert!(m.contains("rampart_open_connections "), "{m}");
     let c = get(r.admin_port, "/config", &[]);
     assert_eq!(c.status, 200);
@@ -150,10 +183,15 @@ fn reload_by_signal_admin_and_cli_keeps_old_config_when_invalid() {
     assert_eq!(get(extra, "/", &[]).text(), "v5");
     r.write_config(&cfg("v6", "combined"));
     r.signal("HUP");
-    assert!(wait_for(|| TcpStream::connect(("127.0.0.1", extra)).is_err()));
+    assert!(wait_for(
+        || TcpStream::connect(("127.0.0.1", extra)).is_err()
+    ));
     assert_eq!(get(r.port, "/", &[]).text(), "v6");
     let m = get(r.admin_port, "/metrics", &[]).text();
-    assert!(m.contains("rampart_reloads_total{result=\"failed\"} 1"), "{m}");
+    assert!(
+        m.contains("rampart_reloads_total{result=\"failed\"} 1"),
+        "{m}"
+    );
     // SIGTERM: clean exit, pid file removed.
     r.signal("TERM");
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
@@ -165,7 +203,8 @@ fn sigterm_finishes_in_flight_downloads() {
     let mut r = Rampart::with_config_in(new_dir(), &cfg("x", "combined"));
     let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut br = BufReader::new(s);
     let mut line = String::new();
     br.read_line(&mut line).unwrap();
@@ -225,7 +264,8 @@ fn reload_every_second_under_load_loses_zero_requests() {
         r.signal("HUP");
     }
     let out = wrk.wait();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let requests: u64 = text
         .lines()
         .find(|l| l.contains("requests in"))
@@ -233,13 +273,26 @@ fn reload_every_second_under_load_loses_zero_requests() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(requests > 1000, "wrk ran: {text}");
-    assert!(!text.contains("Socket errors"), "socket errors during reloads: {text}");
-    assert!(!text.contains("Non-2xx"), "failed responses during reloads: {text}");
+    assert!(
+        !text.contains("Socket errors"),
+        "socket errors during reloads: {text}"
+    );
+    assert!(
+        !text.contains("Non-2xx"),
+        "failed responses during reloads: {text}"
+    );
     let h2out = h2.wait();
     let h2text = String::from_utf8_lossy(&h2out.stdout).to_string();
-    let line = h2text.lines().find(|l| l.starts_with("requests:")).unwrap_or_default().to_string();
+    let line = h2text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_default()
+        .to_string();
     // "requests: N total, N started, N done, N succeeded, 0 failed, 0 errored, 0 timeout"
-    assert!(line.contains(" 0 failed, 0 errored, 0 timeout"), "h2load: {h2text}");
+    assert!(
+        line.contains(" 0 failed, 0 errored, 0 timeout"),
+        "h2load: {h2text}"
+    );
     let succeeded: u64 = line
         .split(", ")
         .find(|p| p.ends_with("succeeded"))
@@ -249,7 +302,10 @@ fn reload_every_second_under_load_loses_zero_requests() {
     assert!(succeeded > 1000, "h2load ran: {h2text}");
     let m = get(r.admin_port, "/metrics", &[]).text();
     assert!(m.contains("rampart_reloads_total{result=\"ok\"} 20"), "{m}");
-    assert!(m.contains("rampart_reloads_total{result=\"failed\"} 0"), "{m}");
+    assert!(
+        m.contains("rampart_reloads_total{result=\"failed\"} 0"),
+        "{m}"
+    );
     assert_eq!(get(r.port, "/", &[]).text(), "gen20");
     r.signal("TERM");
     assert_eq!(r.wait_exit(Duration::from_secs(20)), Some(0));
@@ -271,6 +327,8 @@ impl OutputAsync for Command {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("wrk must be installed (scripts/test.sh installs it)");
-        AsyncOutput(std::thread::spawn(move || child.wait_with_output().unwrap()))
+        AsyncOutput(std::thread::spawn(move || {
+            child.wait_with_output().unwrap()
+        }))
     }
 }

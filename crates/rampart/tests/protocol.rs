@@ -31,7 +31,11 @@ fn server() -> Rampart {
 fn assert_400_and_closed(port: u16, req: &[u8]) {
     let out = raw_until_close(port, req);
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 400"), "{:?} → {text}", String::from_utf8_lossy(req));
+    assert!(
+        text.starts_with("HTTP/1.1 400"),
+        "{:?} → {text}",
+        String::from_utf8_lossy(req)
+    );
     // Exactly one response: nothing smuggled behind it.
     assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
 }
@@ -43,13 +47,22 @@ fn malformed_requests_get_400_and_close() {
     // Conflicting Content-Length / Transfer-Encoding.
     assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
     // Two different Content-Lengths.
-    assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde");
+    assert_400_and_closed(
+        p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+    );
     // Bad chunk size.
-    assert_400_and_closed(p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n");
+    assert_400_and_closed(
+        p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    );
     // NUL, bare CR in a header value; obs-fold.
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n");
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n");
-    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n  folded\r\n\r\n");
+    assert_400_and_closed(
+        p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n  folded\r\n\r\n",
+    );
     // Missing Host on HTTP/1.1; two Host headers; a bad Host.
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\n\r\n");
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
@@ -58,7 +71,10 @@ fn malformed_requests_get_400_and_close() {
     assert_400_and_closed(p, b"GET http://evil.test/ HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_400_and_closed(p, b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n");
     // Unknown transfer codings.
-    let out = raw_until_close(p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    let out = raw_until_close(
+        p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    );
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 501"));
     // Garbage request line; space in target; path escaping the root.
     assert_400_and_closed(p, b"GARBAGE\r\n\r\n");
@@ -71,7 +87,10 @@ fn malformed_requests_get_400_and_close() {
 #[test]
 fn absolute_form_that_agrees_with_host_is_served() {
     let r = server();
-    let resp = raw(r.port, b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    let resp = raw(
+        r.port,
+        b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "ok GET /x");
 }
@@ -97,9 +116,15 @@ fn limits_uri_headers_body() {
     let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let resp = get(r.port, "/", &refs);
     assert!(resp.status == 431 || resp.status == 400, "{}", resp.status);
-    let body413 = raw(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n");
+    let body413 = raw(
+        r.port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+    );
     assert_eq!(body413.status, 413);
-    let ok = raw(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    let ok = raw(
+        r.port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
     assert_eq!(ok.status, 200);
 }
 
@@ -107,7 +132,10 @@ fn limits_uri_headers_body() {
 fn expect_100_continue() {
     let r = server();
     // Too large: 413 at once, no 100 Continue, no waiting for the body.
-    let out = raw_until_close(r.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    let out = raw_until_close(
+        r.port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    );
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(!text.contains("100 Continue"), "{text}");
@@ -125,7 +153,11 @@ fn keep_alive_pipelining_and_max_requests() {
         let resp = read_response(&mut br, false).unwrap();
         assert_eq!(resp.status, 200);
         assert_eq!(resp.text(), format!("ok GET /{i}"));
-        assert_eq!(resp.header("connection"), if i == 3 { Some("close") } else { None }, "request {i}");
+        assert_eq!(
+            resp.header("connection"),
+            if i == 3 { Some("close") } else { None },
+            "request {i}"
+        );
     }
     let mut rest = Vec::new();
     let _ = br.read_to_end(&mut rest);
@@ -151,7 +183,8 @@ fn slow_header_gets_408_and_does_not_starve_others() {
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+                .unwrap();
             s
         })
         .collect();
@@ -171,7 +204,10 @@ fn slow_header_gets_408_and_does_not_starve_others() {
 
 #[test]
 fn idle_keepalive_connection_is_closed_quietly() {
-    let r = Rampart::with_config(&CFG.replace("header_read_timeout = \"1s\"", "header_read_timeout = \"5s\"\nkeepalive_timeout = \"1s\""));
+    let r = Rampart::with_config(&CFG.replace(
+        "header_read_timeout = \"1s\"",
+        "header_read_timeout = \"5s\"\nkeepalive_timeout = \"1s\"",
+    ));
     let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
@@ -179,13 +215,20 @@ fn idle_keepalive_connection_is_closed_quietly() {
     assert_eq!(read_response(&mut br, false).unwrap().status, 200);
     let mut rest = Vec::new();
     let _ = br.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "idle close sends nothing: {:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.is_empty(),
+        "idle close sends nothing: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
 }
 
 #[test]
 fn head_has_headers_without_body() {
     let r = server();
-    let resp = raw(r.port, b"HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let resp = raw(
+        r.port,
+        b"HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-length"), Some("10"));
     assert!(resp.body.is_empty());

@@ -102,7 +102,13 @@ fn server() -> Rampart {
     Rampart::with_config_in(dir, CFG)
 }
 
-fn body(r: &Rampart, method: &str, path: &str, host: &str, extra: &[(&str, &str)]) -> (u16, String) {
+fn body(
+    r: &Rampart,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let mut h = vec![("Host", host)];
     h.extend_from_slice(extra);
     let resp = request(r.port, method, path, &h);
@@ -127,22 +133,48 @@ fn location_precedence_like_nginx() {
 #[test]
 fn method_and_header_matchers() {
     let r = server();
-    assert_eq!(body(&r, "POST", "/api/x", "a.test", &[("Content-Length", "0")]), (201, "api post".into()));
-    assert_eq!(body(&r, "GET", "/api/x", "a.test", &[("X-Canary", "1")]), (200, "api canary".into()));
-    assert_eq!(body(&r, "GET", "/api/x", "a.test", &[("X-Canary", "0")]), (200, "api default".into()));
-    assert_eq!(body(&r, "GET", "/api/x", "a.test", &[]), (200, "api default".into()));
+    assert_eq!(
+        body(&r, "POST", "/api/x", "a.test", &[("Content-Length", "0")]),
+        (201, "api post".into())
+    );
+    assert_eq!(
+        body(&r, "GET", "/api/x", "a.test", &[("X-Canary", "1")]),
+        (200, "api canary".into())
+    );
+    assert_eq!(
+        body(&r, "GET", "/api/x", "a.test", &[("X-Canary", "0")]),
+        (200, "api default".into())
+    );
+    assert_eq!(
+        body(&r, "GET", "/api/x", "a.test", &[]),
+        (200, "api default".into())
+    );
 }
 
 #[test]
 fn virtual_hosts() {
     let r = server();
     assert_eq!(body(&r, "GET", "/", "A.TEST:8080", &[]).1, "exact root");
-    assert_eq!(body(&r, "GET", "/", "one.wild.test", &[]).1, "wildcard one.wild.test");
-    assert_eq!(body(&r, "GET", "/", "deeper.x.wild.test", &[]).1, "exact beats wildcard");
+    assert_eq!(
+        body(&r, "GET", "/", "one.wild.test", &[]).1,
+        "wildcard one.wild.test"
+    );
+    assert_eq!(
+        body(&r, "GET", "/", "deeper.x.wild.test", &[]).1,
+        "exact beats wildcard"
+    );
     assert_eq!(body(&r, "GET", "/", "wild.test", &[]).1, "default server");
-    assert_eq!(body(&r, "GET", "/", "unknown.test", &[]).1, "default server");
+    assert_eq!(
+        body(&r, "GET", "/", "unknown.test", &[]).1,
+        "default server"
+    );
     // HTTP/2 :authority selects the host too.
-    let o = curl(&["--http2-prior-knowledge", "-H", "Host: x.wild.test", &r.url("/")]);
+    let o = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Host: x.wild.test",
+        &r.url("/"),
+    ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "wildcard x.wild.test");
 }
 
@@ -194,9 +226,15 @@ fn httpdate_secs(s: &str) -> i64 {
     // "Wed, 25 Nov 2026 17:37:45 GMT"
     let p: Vec<&str> = s.split([' ', ':']).collect();
     let day: i64 = p[1].parse().unwrap();
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let mon = months.iter().position(|m| *m == p[2]).unwrap() as i64;
     let year: i64 = p[3].parse().unwrap();
-    let (h, m, sec): (i64, i64, i64) = (p[4].parse().unwrap(), p[5].parse().unwrap(), p[6].parse().unwrap());
+    let (h, m, sec): (i64, i64, i64) = (
+        p[4].parse().unwrap(),
+        p[5].parse().unwrap(),
+        p[6].parse().unwrap(),
+    );
     (((year * 12 + mon) * 31 + day) * 24 + h) * 3600 + m * 60 + sec
 }

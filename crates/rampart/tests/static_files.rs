@@ -18,7 +18,8 @@ fn site() -> TempDir {
     d.write("digits.txt", "0123456789");
     let outside = TempDir::new("outside");
     outside.write("secret.txt", "outside secret");
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), d.path().join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), d.path().join("link.txt"))
+        .unwrap();
     std::mem::forget(outside);
     d
 }
@@ -29,14 +30,34 @@ fn conditional_requests_and_validators() {
     let first = get(r.port, "/index.html", &[]);
     assert_eq!(first.status, 200);
     assert_eq!(first.body, b"<h1>home</h1>");
-    assert_eq!(first.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(first.header("accept-ranges"), Some("bytes"));
     let etag = first.header("etag").unwrap().to_string();
     let lm = first.header("last-modified").unwrap().to_string();
-    assert_eq!(get(r.port, "/index.html", &[("If-None-Match", &etag)]).status, 304);
-    assert_eq!(get(r.port, "/index.html", &[("If-Modified-Since", &lm)]).status, 304);
-    assert_eq!(get(r.port, "/index.html", &[("If-Match", "\"other\"")]).status, 412);
-    assert_eq!(get(r.port, "/index.html", &[("If-Unmodified-Since", "Thu, 01 Jan 1998 00:00:00 GMT")]).status, 412);
+    assert_eq!(
+        get(r.port, "/index.html", &[("If-None-Match", &etag)]).status,
+        304
+    );
+    assert_eq!(
+        get(r.port, "/index.html", &[("If-Modified-Since", &lm)]).status,
+        304
+    );
+    assert_eq!(
+        get(r.port, "/index.html", &[("If-Match", "\"other\"")]).status,
+        412
+    );
+    assert_eq!(
+        get(
+            r.port,
+            "/index.html",
+            &[("If-Unmodified-Since", "Thu, 01 Jan 1998 00:00:00 GMT")]
+        )
+        .status,
+        412
+    );
     // The directory index, and the redirect that adds the slash.
     assert_eq!(get(r.port, "/", &[]).body, b"<h1>home</h1>");
     let redir = get(r.port, "/docs?x=1", &[]);
@@ -55,15 +76,28 @@ fn ranges_single_multiple_and_unsatisfiable() {
     assert_eq!(suffix.body, b"789");
     let multi = get(r.port, "/digits.txt", &[("Range", "bytes=0-1,5-6")]);
     assert_eq!(multi.status, 206);
-    assert!(multi.header("content-type").unwrap().starts_with("multipart/byteranges; boundary="));
+    assert!(multi
+        .header("content-type")
+        .unwrap()
+        .starts_with("multipart/byteranges; boundary="));
     let text = multi.text();
-    assert!(text.contains("Content-Range: bytes 0-1/10\r\n\r\n01\r\n"), "{text}");
-    assert!(text.contains("Content-Range: bytes 5-6/10\r\n\r\n56\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Range: bytes 0-1/10\r\n\r\n01\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Range: bytes 5-6/10\r\n\r\n56\r\n"),
+        "{text}"
+    );
     let bad = get(r.port, "/digits.txt", &[("Range", "bytes=50-60")]);
     assert_eq!(bad.status, 416);
     assert_eq!(bad.header("content-range"), Some("bytes */10"));
     // If-Range with a stale validator: the whole file.
-    let stale = get(r.port, "/digits.txt", &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")]);
+    let stale = get(
+        r.port,
+        "/digits.txt",
+        &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")],
+    );
     assert_eq!((stale.status, stale.body.len()), (200, 10));
 }
 
@@ -72,9 +106,18 @@ fn compression_on_the_fly_and_precompressed() {
     let r = Rampart::serve(site(), &[]);
     // curl decodes what it negotiated: the bytes must round-trip.
     for enc in ["gzip", "br", "zstd"] {
-        let o = curl(&["-sD", "-", "-H", &format!("Accept-Encoding: {enc}"), &r.url("/app.js")]);
+        let o = curl(&[
+            "-sD",
+            "-",
+            "-H",
+            &format!("Accept-Encoding: {enc}"),
+            &r.url("/app.js"),
+        ]);
         let text = String::from_utf8_lossy(&o.stdout).to_lowercase();
-        assert!(text.contains(&format!("content-encoding: {enc}")), "{enc}: {text}");
+        assert!(
+            text.contains(&format!("content-encoding: {enc}")),
+            "{enc}: {text}"
+        );
         assert!(text.contains("vary: accept-encoding"), "{text}");
     }
     let o = curl(&["--compressed", &r.url("/app.js")]);
@@ -90,8 +133,15 @@ fn compression_on_the_fly_and_precompressed() {
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.body, "body{}\n".repeat(100).as_bytes());
     // Ranges are never compressed.
-    let ranged = get(r.port, "/app.js", &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-6")]);
-    assert_eq!((ranged.status, ranged.header("content-encoding")), (206, None));
+    let ranged = get(
+        r.port,
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-6")],
+    );
+    assert_eq!(
+        (ranged.status, ranged.header("content-encoding")),
+        (206, None)
+    );
     assert_eq!(ranged.body, b"console");
     // --no-compress turns it off.
     let r2 = Rampart::serve(site(), &["--no-compress"]);
@@ -114,9 +164,16 @@ fn nothing_escapes_the_root() {
     ] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
         let resp = raw(r.port, req.as_bytes());
-        assert!(matches!(resp.status, 400 | 403 | 404), "{path}: {}", resp.status);
+        assert!(
+            matches!(resp.status, 400 | 403 | 404),
+            "{path}: {}",
+            resp.status
+        );
         let body = resp.text();
-        assert!(!body.contains("root:") && !body.contains("SECRET") && !body.contains("outside secret"), "{path}: {body}");
+        assert!(
+            !body.contains("root:") && !body.contains("SECRET") && !body.contains("outside secret"),
+            "{path}: {body}"
+        );
     }
 }
 
@@ -130,7 +187,11 @@ fn large_files_stream_with_bounded_memory() {
     }
     let r = Rampart::serve(d, &[]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /big.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /big.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let mut total = 0usize;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -148,7 +209,10 @@ fn large_files_stream_with_bounded_memory() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(hwm_kb < 64 * 1024, "peak RSS {hwm_kb} kB while sending 300 MiB");
+    assert!(
+        hwm_kb < 64 * 1024,
+        "peak RSS {hwm_kb} kB while sending 300 MiB"
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ pub fn edit(headers: &mut HeaderMap, edits: &HeaderEdits) {
 
 /// nginx `expires` applies to these statuses only.
 fn caches(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+    matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
 }
 
 /// Sets `Cache-Control` and `Expires` as the route asks.

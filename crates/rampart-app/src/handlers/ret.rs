@@ -96,7 +96,9 @@ impl Template {
                 Piece::Text(t) => s.push_str(t),
                 Piece::Var(v) => match v {
                     Var::Host => s.push_str(&x.host),
-                    Var::RequestUri => s.push_str(x.uri.path_and_query().map_or("/", |p| p.as_str())),
+                    Var::RequestUri => {
+                        s.push_str(x.uri.path_and_query().map_or("/", |p| p.as_str()))
+                    }
                     Var::Uri => s.push_str(&x.path),
                     Var::Args => s.push_str(x.uri.query().unwrap_or("")),
                     Var::Scheme => s.push_str("http"),
@@ -129,11 +131,14 @@ pub struct ReturnSpec {
 impl ReturnSpec {
     /// Compiles the config form.
     pub fn new(r: &rampart_config::Return) -> Result<Self, String> {
-        let status = StatusCode::from_u16(r.status).map_err(|_| format!("bad status {}", r.status))?;
+        let status =
+            StatusCode::from_u16(r.status).map_err(|_| format!("bad status {}", r.status))?;
         let location = r.location.as_deref().map(Template::parse).transpose()?;
         let body = r.body.as_deref().map(Template::parse).transpose()?;
         let content_type = HeaderValue::from_str(
-            r.content_type.as_deref().unwrap_or("text/plain; charset=utf-8"),
+            r.content_type
+                .as_deref()
+                .unwrap_or("text/plain; charset=utf-8"),
         )
         .map_err(|_| "bad content_type".to_string())?;
         let fixed_body = body

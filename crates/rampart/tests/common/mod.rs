@@ -13,7 +13,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
 /// A free TCP port on 127.0.0.1 (bound and released; the kernel won't hand it out again soon).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -120,12 +124,26 @@ impl Rampart {
         Self::started(child, port, 0, dir, PathBuf::new())
     }
 
-    fn started(mut child: Child, port: u16, admin_port: u16, dir: TempDir, config_path: PathBuf) -> Rampart {
+    fn started(
+        mut child: Child,
+        port: u16,
+        admin_port: u16,
+        dir: TempDir,
+        config_path: PathBuf,
+    ) -> Rampart {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         pump(child.stdout.take().unwrap(), stdout.clone());
         pump(child.stderr.take().unwrap(), stderr.clone());
-        let mut r = Rampart { child, port, admin_port, dir, stdout, stderr, config_path };
+        let mut r = Rampart {
+            child,
+            port,
+            admin_port,
+            dir,
+            stdout,
+            stderr,
+            config_path,
+        };
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             let exited = r.child.try_wait().ok().flatten().is_some();
@@ -147,11 +165,18 @@ impl Rampart {
 
     /// Rewrites the config file (same placeholders) without reloading.
     pub fn write_config(&self, config: &str) {
-        std::fs::write(&self.config_path, render(config, self.port, self.admin_port, self.dir.path())).unwrap();
+        std::fs::write(
+            &self.config_path,
+            render(config, self.port, self.admin_port, self.dir.path()),
+        )
+        .unwrap();
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 
@@ -225,7 +250,11 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).ok()? == 0 {
-            return if head.is_empty() { None } else { Some(parse_head(&head, vec![])) };
+            return if head.is_empty() {
+                None
+            } else {
+                Some(parse_head(&head, vec![]))
+            };
         }
         if line == "\r\n" {
             if head.starts_with("HTTP/1.1 100") {
@@ -240,11 +269,17 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option
     if head_request || resp.status == 204 || resp.status == 304 {
         return Some(resp);
     }
-    if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         let mut body = vec![0; len];
         r.read_exact(&mut body).ok()?;
         resp.body = body;
-    } else if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         let mut body = Vec::new();
         loop {
             let mut line = String::new();
@@ -271,12 +306,21 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option
 fn parse_head(head: &str, body: Vec<u8>) -> Resp {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Resp { status, head: head.to_string(), headers, body }
+    Resp {
+        status,
+        head: head.to_string(),
+        headers,
+        body,
+    }
 }
 
 /// Sends raw bytes on a new connection and reads one response.
@@ -286,7 +330,8 @@ pub fn raw(port: u16, request: &[u8]) -> Resp {
     (&s).write_all(request).unwrap();
     let mut r = BufReader::new(s);
     let head_req = request.starts_with(b"HEAD ");
-    read_response(&mut r, head_req).unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(request)))
+    read_response(&mut r, head_req)
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(request)))
 }
 
 /// Sends raw bytes and returns everything until the server closes (checks that it does close).
@@ -295,7 +340,8 @@ pub fn raw_until_close(port: u16, request: &[u8]) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).unwrap();
     let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("server should close the connection");
+    s.read_to_end(&mut out)
+        .expect("server should close the connection");
     out
 }
 
@@ -318,7 +364,11 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) ->
 
 /// Runs curl with arguments; returns its output.
 pub fn curl(args: &[&str]) -> Output {
-    Command::new("curl").args(["-s", "--max-time", "20"]).args(args).output().expect("curl must be installed")
+    Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl must be installed")
 }
 
 /// Runs the binary with arguments and collects its output.

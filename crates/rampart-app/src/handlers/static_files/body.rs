@@ -88,7 +88,12 @@ fn read_if_cached(file: &File, offset: u64, n: usize) -> Option<Bytes> {
     let mut done = 0;
     while done < n {
         let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
-        match preadv2(file, &mut slices, offset + done as u64, ReadWriteFlags::NOWAIT) {
+        match preadv2(
+            file,
+            &mut slices,
+            offset + done as u64,
+            ReadWriteFlags::NOWAIT,
+        ) {
             Ok(0) => break,
             Ok(k) => done += k,
             Err(rustix::io::Errno::INTR) => continue,

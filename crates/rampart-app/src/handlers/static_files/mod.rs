@@ -805,17 +805,20 @@ impl Job {
             let watch = self.cache.watch(&c.path);
             let mut data = Vec::with_capacity(meta.len() as usize);
             (&file).take(meta.len()).read_to_end(&mut data)?;
-            let entry = Arc::new(CachedFile::new(
-                &self.root,
-                &c.rel,
-                c.path.clone(),
-                &meta,
-                Bytes::from(data),
-                inside,
-                sidecars,
-                dir_stamp,
-                &content_type,
-            ).with_watch(watch));
+            let entry = Arc::new(
+                CachedFile::new(
+                    &self.root,
+                    &c.rel,
+                    c.path.clone(),
+                    &meta,
+                    Bytes::from(data),
+                    inside,
+                    sidecars,
+                    dir_stamp,
+                    &content_type,
+                )
+                .with_watch(watch),
+            );
             // Only a complete read of an unchanged file may be cached.
             let unchanged = entry.data.len() as u64 == meta.len()
                 && fs::metadata(&c.path).is_ok_and(|m| Stamp::of(&m) == stamp);

@@ -114,10 +114,7 @@ impl DirWatcher {
             Ok(mut inner) => drain(&mut inner),
             Err(_) => return false,
         }
-        stamp
-            .0
-            .iter()
-            .all(|(g, v)| g.load(Ordering::Acquire) == *v)
+        stamp.0.iter().all(|(g, v)| g.load(Ordering::Acquire) == *v)
     }
 }
 
