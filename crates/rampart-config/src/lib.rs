@@ -14,7 +14,10 @@ pub use error::{suggest, ConfigError, ConfigErrors, LoadError};
 pub use model::*;
 pub use parse::{line_col, load_file, parse_str};
 pub use units::{parse_duration, parse_size, Dur, Size};
-pub use validate::{parse_listen, PathSeg, Violation};
+pub use validate::{
+    parse_cidr, parse_listen, parse_status_ranges, parse_upstream_addr, split_proxy_url, PathSeg,
+    UpstreamAddr, Violation,
+};
 
 /// The configuration used when no file is given and `./rampart.toml` does not exist:
 /// a welcome page on 127.0.0.1:8080 and the admin listener on 127.0.0.1:9901.

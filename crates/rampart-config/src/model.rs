@@ -23,6 +23,9 @@ pub struct Config {
     /// Virtual hosts.
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
+    /// Upstream groups (application servers) that `proxy` routes send requests to.
+    #[serde(rename = "upstream")]
+    pub upstreams: BTreeMap<String, Upstream>,
 }
 
 /// Process-wide settings.
@@ -41,6 +44,9 @@ pub struct Global {
     pub pid_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGTERM or a reload.
     pub drain_timeout: Dur,
+    /// Peers (CIDRs) whose `X-Forwarded-*`/`Forwarded` headers are believed; from anyone else
+    /// those headers are replaced, so a client cannot forge its address to the upstreams.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Global {
@@ -52,6 +58,7 @@ impl Default for Global {
             server_header: true,
             pid_file: None,
             drain_timeout: Dur::secs(30),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -191,13 +198,16 @@ pub enum AccessLogFormat {
     Json,
 }
 
-/// Response header edits.
+/// Header edits (response headers of a server or route, or request headers sent upstream).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderOps {
-    /// Headers set on every response (replacing any value from the handler).
+    /// Headers set (replacing any value already there).
     pub add: BTreeMap<String, String>,
-    /// Headers removed from every response.
+    /// Headers appended (kept beside any value already there).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub append: BTreeMap<String, String>,
+    /// Headers removed.
     pub remove: Vec<String>,
 }
 
@@ -229,6 +239,37 @@ pub struct Route {
     pub ret: Option<Return>,
     /// A built-in page (`"welcome"`).
     pub builtin: Option<Builtin>,
+    /// Reverse proxy to an `[upstream.NAME]` group, or to a URL (`"http://10.0.0.5:8080"`).
+    pub proxy: Option<String>,
+    /// Reverse proxy with traffic split over upstream groups by weight (canary, blue/green).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitTarget>,
+
+    /// Proxy: replaces the matched `prefix` in the path sent upstream (`"/"` strips it), like
+    /// nginx's `proxy_pass http://app/new/`.
+    pub proxy_path: Option<String>,
+    /// Proxy: the `Host` sent upstream. Unset: the client's; `"$upstream"`: the server's
+    /// address; anything else is sent as written (`$host` is expanded).
+    pub proxy_host: Option<String>,
+    /// Proxy: request header edits before the request goes upstream.
+    pub proxy_request_headers: HeaderOps,
+    /// Proxy: overrides the upstream's `connect_timeout` for this route.
+    pub proxy_connect_timeout: Option<Dur>,
+    /// Proxy: overrides the upstream's `read_timeout` for this route.
+    pub proxy_read_timeout: Option<Dur>,
+    /// Proxy: overrides the upstream's `send_timeout` for this route.
+    pub proxy_send_timeout: Option<Dur>,
+    /// Proxy: read the whole request body (up to `max_body_size`) before choosing a server,
+    /// which makes requests with bodies retryable (nginx's proxy_request_buffering).
+    pub proxy_buffer_request: bool,
+    /// Proxy: WebSocket (`Upgrade`) tunnels close after this long without traffic either way.
+    pub websocket_idle_timeout: Option<Dur>,
+    /// Proxy: requests matching a rule go to its upstream before any weighted split
+    /// (`{ header = "X-Canary", value = "1", upstream = "canary" }`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub split_rules: Vec<SplitRule>,
+    /// Proxy: copy a share of requests to another upstream; its answers are discarded.
+    pub mirror: Option<Mirror>,
 
     /// Index files tried for a directory request.
     pub index: Option<Vec<String>>,
@@ -308,4 +349,349 @@ impl Default for Compress {
             zstd_level: 3,
         }
     }
+}
+
+/// One weighted target of a traffic split.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitTarget {
+    /// Upstream group name.
+    pub upstream: String,
+    /// Relative weight (0 = no traffic, e.g. the idle colour of a blue/green pair).
+    pub weight: u32,
+}
+
+/// Sends matching requests to one upstream (header or cookie equality).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitRule {
+    /// Request header to compare.
+    pub header: Option<String>,
+    /// Cookie to compare.
+    pub cookie: Option<String>,
+    /// Value that selects this rule.
+    pub value: String,
+    /// Upstream group for matching requests.
+    pub upstream: String,
+}
+
+/// Request mirroring (shadow traffic).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mirror {
+    /// Upstream group that receives the copies.
+    pub upstream: String,
+    /// Share of requests copied, 0–100.
+    pub percent: f64,
+}
+
+/// An upstream group: application servers and how to spread requests over them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    /// Servers: `"10.0.0.1:8080"`, `"http://app:8080"`, `"unix:/run/app.sock"`, or tables with
+    /// `weight`, `max_conns`, `backup`, `down`, `drain`.
+    pub servers: Vec<UpstreamServer>,
+    /// Balancing method.
+    pub balance: Balance,
+    /// Key for `balance = "hash"`: `"uri"`, `"path"`, `"ip"`, `"header:NAME"`, `"cookie:NAME"`
+    /// or `"arg:NAME"` (query argument).
+    pub hash_key: Option<String>,
+    /// Time to open a connection to a server (then the next server is tried).
+    pub connect_timeout: Dur,
+    /// Time a server may take to accept request bytes before the request fails.
+    pub send_timeout: Dur,
+    /// Time a server may take for the response head and between two reads of its body.
+    pub read_timeout: Dur,
+    /// Keep-alive connection pool per server.
+    pub keepalive: Keepalive,
+    /// Active health checks (off unless this table is present).
+    pub health_check: Option<HealthCheck>,
+    /// Passive health: eject servers that keep failing (circuit breaker per server).
+    pub passive_health: PassiveHealth,
+    /// Retries of failed requests on another server.
+    pub retry: Retry,
+    /// Requests in flight to this group at most (0 = no limit); more wait in the queue.
+    pub max_inflight: usize,
+    /// Requests that may wait for a free slot (0 = none: answer 503 at once).
+    pub max_queue: usize,
+    /// Longest wait in the queue before a 503.
+    pub queue_timeout: Dur,
+    /// A server that comes back ramps its weight up over this time (0 = at once).
+    pub slow_start: Dur,
+    /// Sticky sessions.
+    pub sticky: Option<Sticky>,
+    /// How often host names of servers are resolved again.
+    pub dns_refresh: Dur,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            servers: Vec::new(),
+            balance: Balance::RoundRobin,
+            hash_key: None,
+            connect_timeout: Dur::secs(5),
+            send_timeout: Dur::secs(60),
+            read_timeout: Dur::secs(60),
+            keepalive: Keepalive::default(),
+            health_check: None,
+            passive_health: PassiveHealth::default(),
+            retry: Retry::default(),
+            max_inflight: 0,
+            max_queue: 0,
+            queue_timeout: Dur::secs(5),
+            slow_start: Dur::secs(0),
+            sticky: None,
+            dns_refresh: Dur::secs(30),
+        }
+    }
+}
+
+/// Balancing methods.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's order: weights 5/1/1 give a,a,b,a,c,a,a).
+    #[default]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Power of two choices on outstanding requests.
+    PowerOfTwo,
+    /// Fewest requests in flight relative to weight.
+    LeastConn,
+    /// Lowest EWMA response time times requests in flight.
+    LeastTime,
+    /// Consistent hash of the client address.
+    IpHash,
+    /// Consistent hash (ketama ring) of `hash_key`.
+    Hash,
+}
+
+/// One server of an upstream group.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct UpstreamServer {
+    /// `host:port`, `http://host:port` or `unix:/path`.
+    pub addr: String,
+    /// Relative share of requests.
+    pub weight: u32,
+    /// Concurrent requests at most (0 = no limit).
+    pub max_conns: u32,
+    /// Only used when every primary server is down.
+    pub backup: bool,
+    /// Marked down by the operator: gets nothing.
+    pub down: bool,
+    /// Draining: no new requests, in-flight ones finish.
+    pub drain: bool,
+    /// Stable id for sticky cookies (default: the address).
+    pub id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamServerTable {
+    addr: String,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    max_conns: u32,
+    #[serde(default)]
+    backup: bool,
+    #[serde(default)]
+    down: bool,
+    #[serde(default)]
+    drain: bool,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl<'de> Deserialize<'de> for UpstreamServer {
+    /// A bare string is a server with default settings; a table gives every setting (and gets
+    /// the same unknown-key errors as every other table).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UpstreamServer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a server address string or a table with `addr`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UpstreamServer, E> {
+                Ok(UpstreamServer {
+                    addr: v.to_string(),
+                    weight: 1,
+                    ..Default::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<UpstreamServer, A::Error> {
+                let t = UpstreamServerTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(UpstreamServer {
+                    addr: t.addr,
+                    weight: t.weight,
+                    max_conns: t.max_conns,
+                    backup: t.backup,
+                    down: t.down,
+                    drain: t.drain,
+                    id: t.id,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Keep-alive pool settings per upstream server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    /// Idle connections kept per server (0 = no reuse).
+    pub max_idle: usize,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: Dur,
+    /// Requests per connection before it is closed (0 = no limit).
+    pub max_requests: u64,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            max_idle: 128,
+            idle_timeout: Dur::secs(60),
+            max_requests: 10_000,
+        }
+    }
+}
+
+/// Active health checks.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// `http` (a GET) or `tcp` (a connect).
+    pub kind: HealthKind,
+    /// Path of the HTTP check.
+    pub path: String,
+    /// `Host` header of the HTTP check (default: the server's address).
+    pub host: Option<String>,
+    /// Time between checks of one server.
+    pub interval: Dur,
+    /// Time one check may take.
+    pub timeout: Dur,
+    /// Consecutive passes that bring a server back.
+    pub rise: u32,
+    /// Consecutive failures that take a server out.
+    pub fall: u32,
+    /// Statuses that pass, as `"200-399"` or `"200,204"`.
+    pub expect_status: String,
+    /// Text the body must contain to pass.
+    pub expect_body: Option<String>,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: HealthKind::Http,
+            path: "/".into(),
+            host: None,
+            interval: Dur::secs(5),
+            timeout: Dur::secs(2),
+            rise: 2,
+            fall: 3,
+            expect_status: "200-399".into(),
+            expect_body: None,
+        }
+    }
+}
+
+/// Kinds of active check.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum HealthKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+/// Passive health / circuit breaker per server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealth {
+    /// Consecutive failures that open the breaker (eject the server); 0 = off.
+    pub max_fails: u32,
+    /// Count 5xx responses as failures (not only connect errors and timeouts).
+    pub fail_on_5xx: bool,
+    /// First ejection time; doubles on each repeated ejection.
+    pub cooldown: Dur,
+    /// Longest ejection.
+    pub max_cooldown: Dur,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        PassiveHealth {
+            max_fails: 3,
+            fail_on_5xx: false,
+            cooldown: Dur::secs(10),
+            max_cooldown: Dur::secs(300),
+        }
+    }
+}
+
+/// Retry policy.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Attempts per request in all (1 = no retry).
+    pub tries: u32,
+    /// Methods that may be retried (idempotent ones by default).
+    pub methods: Vec<String>,
+    /// Retry when a connection fails (refused, reset before a response).
+    pub on_error: bool,
+    /// Retry on connect and response-head timeouts.
+    pub on_timeout: bool,
+    /// Response statuses that are retried (the last answer is returned if all fail).
+    pub statuses: Vec<u16>,
+    /// Retries allowed as a share of requests (%), so retries cannot multiply an overload.
+    pub budget_percent: u32,
+    /// Retries per second always allowed, whatever the budget.
+    pub min_per_sec: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            tries: 3,
+            methods: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+                .map(String::from)
+                .to_vec(),
+            on_error: true,
+            on_timeout: true,
+            statuses: Vec::new(),
+            budget_percent: 20,
+            min_per_sec: 10,
+        }
+    }
+}
+
+/// Sticky sessions.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sticky {
+    /// Insert mode: this cookie carries the server id, signed.
+    pub cookie: Option<String>,
+    /// Learn mode: the application's own session cookie is mapped to the server that set it.
+    pub learn: Option<String>,
+    /// Key that signs inserted cookies (default: random per process start).
+    pub secret: Option<String>,
+    /// `Max-Age` of the inserted cookie (default: a session cookie).
+    pub max_age: Option<Dur>,
 }

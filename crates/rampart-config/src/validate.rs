@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::error::suggest;
-use crate::model::{Config, Route, Server};
+use crate::model::{Config, Route, Server, Upstream};
 
 /// One step of a path into the config tree, used to find the text location of a problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,15 +208,434 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
         }
         check_headers(&server.headers, sp(&["headers"]), &mut push);
         check_error_pages(&server.error_pages, sp(&["error_pages"]), &mut push);
-        check_routes(server, si, &mut push);
+        check_routes(server, si, &cfg.upstreams, &mut push);
+    }
+    for (i, t) in cfg.global.trusted_proxies.iter().enumerate() {
+        if parse_cidr(t).is_none() {
+            push(
+                vec![k("global"), k("trusted_proxies"), PathSeg::Index(i)],
+                format!("invalid address or CIDR {t:?} (write e.g. \"10.0.0.0/8\" or \"::1\")"),
+                None,
+            );
+        }
+    }
+    for (name, u) in &cfg.upstreams {
+        check_upstream(name, u, &mut push);
     }
     out
+}
+
+/// Parses `"10.0.0.0/8"`, `"fd00::/8"` or a bare address into (network, prefix length).
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let t = text.trim();
+    let (ip, len) = match t.split_once('/') {
+        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
+        None => {
+            let ip = t.parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// What an upstream server address names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// A host name or IP address and a port.
+    Tcp {
+        /// Host name or IP literal (without brackets).
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix domain socket path.
+    Unix(std::path::PathBuf),
+}
+
+/// Parses `"host:port"`, `"http://host:port"` (port 80 by default) or `"unix:/path"`.
+pub fn parse_upstream_addr(text: &str) -> Result<UpstreamAddr, String> {
+    let t = text.trim();
+    if let Some(path) = t.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(format!("unix socket {text:?} needs an absolute path: \"unix:/run/app.sock\""));
+        }
+        return Ok(UpstreamAddr::Unix(path.into()));
+    }
+    if t.starts_with("https://") {
+        return Err(format!(
+            "{text:?}: TLS to upstream servers is not supported yet; use http://"
+        ));
+    }
+    let (rest, default_port) = match t.strip_prefix("http://") {
+        Some(r) => (r.trim_end_matches('/'), Some(80)),
+        None => (t, None),
+    };
+    if rest.contains('/') || rest.contains('?') {
+        return Err(format!(
+            "{text:?}: an upstream server is an address, not a URL with a path"
+        ));
+    }
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: unclosed '[' in IPv6 address"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("{text:?}: expected :PORT after the IPv6 address")),
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{text:?}: invalid port {p:?}"))?,
+        None => default_port.ok_or_else(|| {
+            format!("{text:?}: missing port; write \"{rest}:8080\" or \"http://{rest}\"")
+        })?,
+    };
+    if host.is_empty()
+        || !(host.parse::<IpAddr>().is_ok()
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+    {
+        return Err(format!("{text:?}: invalid host name"));
+    }
+    Ok(UpstreamAddr::Tcp { host, port })
+}
+
+/// Splits a `proxy = "http://host:port/path"` URL into (server address, path).
+pub fn split_proxy_url(url: &str) -> Option<(String, Option<String>)> {
+    let rest = url.strip_prefix("http://")?;
+    match rest.find('/') {
+        Some(i) => Some((rest[..i].to_string(), Some(rest[i..].to_string()))),
+        None => Some((rest.to_string(), None)),
+    }
+}
+
+/// Parses `"200-399"` or `"200,204,301-302"` into inclusive ranges.
+pub fn parse_status_ranges(text: &str) -> Option<Vec<(u16, u16)>> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let v: u16 = part.parse().ok()?;
+                (v, v)
+            }
+        };
+        if !(100..=599).contains(&a) || !(100..=599).contains(&b) || a > b {
+            return None;
+        }
+        out.push((a, b));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+const HASH_KEYS: &[&str] = &["uri", "path", "ip", "header:", "cookie:", "arg:"];
+
+fn check_upstream(name: &str, u: &Upstream, push: &mut Push<'_>) {
+    let up = |rest: &[&str]| {
+        let mut p = vec![k("upstream"), k(name)];
+        p.extend(rest.iter().map(|s| k(s)));
+        p
+    };
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        push(
+            up(&[]),
+            format!("upstream name {name:?} may use letters, digits, '-', '_' and '.'"),
+            None,
+        );
+    }
+    if u.servers.is_empty() {
+        push(
+            up(&["servers"]),
+            format!("upstream {name} has no servers"),
+            None,
+        );
+    }
+    let mut ids = HashSet::new();
+    for (i, s) in u.servers.iter().enumerate() {
+        let mut p = up(&["servers"]);
+        p.push(PathSeg::Index(i));
+        if let Err(e) = parse_upstream_addr(&s.addr) {
+            push(p.clone(), e, None);
+        }
+        if s.weight == 0 || s.weight > 10_000 {
+            push(
+                p.clone(),
+                "weight must be 1-10000 (use `down = true` to take a server out)".into(),
+                None,
+            );
+        }
+        let id = s.id.clone().unwrap_or_else(|| s.addr.clone());
+        if !ids.insert(id.clone()) {
+            push(p, format!("server {id:?} is listed twice in upstream {name}"), None);
+        }
+    }
+    if !u.servers.is_empty() && u.servers.iter().all(|s| s.backup) {
+        push(
+            up(&["servers"]),
+            "every server is a backup: at least one must be a primary".into(),
+            None,
+        );
+    }
+    match (u.balance, &u.hash_key) {
+        (crate::model::Balance::Hash, None) => push(
+            up(&["balance"]),
+            "balance = \"hash\" needs `hash_key` (\"uri\", \"header:NAME\", \"cookie:NAME\", \"arg:NAME\"…)"
+                .into(),
+            None,
+        ),
+        (_, Some(key)) => {
+            let ok = match key.split_once(':') {
+                Some((kind, arg)) => {
+                    ["header", "cookie", "arg"].contains(&kind) && !arg.is_empty()
+                }
+                None => ["uri", "path", "ip"].contains(&key.as_str()),
+            };
+            if !ok {
+                push(
+                    up(&["hash_key"]),
+                    format!("invalid hash_key {key:?}"),
+                    suggest(key, HASH_KEYS.iter().copied()),
+                );
+            }
+        }
+        _ => {}
+    }
+    for (key, d) in [
+        ("connect_timeout", u.connect_timeout),
+        ("send_timeout", u.send_timeout),
+        ("read_timeout", u.read_timeout),
+    ] {
+        if d.0.is_zero() {
+            push(up(&[key]), format!("{key} must be above 0"), None);
+        }
+    }
+    if let Some(h) = &u.health_check {
+        if parse_status_ranges(&h.expect_status).is_none() {
+            push(
+                up(&["health_check", "expect_status"]),
+                format!(
+                    "invalid expect_status {:?}: write e.g. \"200-399\" or \"200,204\"",
+                    h.expect_status
+                ),
+                None,
+            );
+        }
+        if !h.path.starts_with('/') {
+            push(
+                up(&["health_check", "path"]),
+                "health check path must start with '/'".into(),
+                None,
+            );
+        }
+        if h.interval.0.is_zero() || h.timeout.0.is_zero() {
+            push(
+                up(&["health_check"]),
+                "interval and timeout must be above 0".into(),
+                None,
+            );
+        }
+        if h.rise == 0 || h.fall == 0 {
+            push(
+                up(&["health_check"]),
+                "rise and fall must be at least 1".into(),
+                None,
+            );
+        }
+    }
+    if u.retry.tries == 0 || u.retry.tries > 10 {
+        push(
+            up(&["retry", "tries"]),
+            "tries is 1 (no retry) to 10".into(),
+            None,
+        );
+    }
+    for (i, m) in u.retry.methods.iter().enumerate() {
+        if !is_token(m) {
+            let mut p = up(&["retry", "methods"]);
+            p.push(PathSeg::Index(i));
+            push(p, format!("invalid method {m:?}"), None);
+        }
+    }
+    for (i, s) in u.retry.statuses.iter().enumerate() {
+        if !(100..=599).contains(s) {
+            let mut p = up(&["retry", "statuses"]);
+            p.push(PathSeg::Index(i));
+            push(p, format!("status {s} is not 100-599"), None);
+        }
+    }
+    if u.retry.budget_percent > 100 {
+        push(
+            up(&["retry", "budget_percent"]),
+            "budget_percent is 0-100".into(),
+            None,
+        );
+    }
+    if let Some(s) = &u.sticky {
+        match (&s.cookie, &s.learn) {
+            (Some(c), None) | (None, Some(c)) if is_token(c) => {}
+            (Some(_), Some(_)) => push(
+                up(&["sticky"]),
+                "sticky takes `cookie` (insert) or `learn` (application cookie), not both".into(),
+                None,
+            ),
+            (None, None) => push(
+                up(&["sticky"]),
+                "sticky needs `cookie = \"NAME\"` or `learn = \"NAME\"`".into(),
+                None,
+            ),
+            _ => push(up(&["sticky"]), "invalid cookie name".into(), None),
+        }
+    }
+}
+
+fn check_proxy_route(
+    r: &Route,
+    upstreams: &std::collections::BTreeMap<String, Upstream>,
+    rp: &dyn Fn(&[&str]) -> Vec<PathSeg>,
+    push: &mut Push<'_>,
+) {
+    let names = || upstreams.keys().map(String::as_str);
+    let known = |key: &[&str], name: &str, push: &mut Push<'_>| {
+        if !upstreams.contains_key(name) {
+            push(
+                rp(key),
+                format!("no [upstream.{name}] is defined"),
+                suggest(name, names()),
+            );
+        }
+    };
+    if let Some(p) = &r.proxy {
+        if p.contains("://") {
+            match split_proxy_url(p) {
+                Some((addr, path)) => {
+                    if let Err(e) = parse_upstream_addr(&format!("http://{addr}")) {
+                        push(rp(&["proxy"]), e, None);
+                    }
+                    if path.as_deref().is_some_and(|p| p.contains('?')) {
+                        push(
+                            rp(&["proxy"]),
+                            "a proxy URL has no query string".into(),
+                            None,
+                        );
+                    }
+                }
+                None => push(
+                    rp(&["proxy"]),
+                    format!("{p:?}: only http:// URLs can be proxied to (TLS upstreams are not supported yet)"),
+                    None,
+                ),
+            }
+        } else {
+            known(&["proxy"], p, push);
+        }
+    }
+    let is_proxy = r.proxy.is_some() || !r.split.is_empty();
+    for (i, t) in r.split.iter().enumerate() {
+        known(&["split"], &t.upstream, push);
+        if t.weight > 10_000 {
+            let mut p = rp(&["split"]);
+            p.push(PathSeg::Index(i));
+            push(p, "split weight is 0-10000".into(), None);
+        }
+    }
+    if !r.split.is_empty() && r.split.iter().all(|t| t.weight == 0) {
+        push(
+            rp(&["split"]),
+            "every split weight is 0: at least one target needs traffic".into(),
+            None,
+        );
+    }
+    for rule in &r.split_rules {
+        known(&["split_rules"], &rule.upstream, push);
+        if rule.header.is_some() == rule.cookie.is_some() {
+            push(
+                rp(&["split_rules"]),
+                "a split rule compares either a `header` or a `cookie`".into(),
+                None,
+            );
+        }
+    }
+    if let Some(m) = &r.mirror {
+        known(&["mirror", "upstream"], &m.upstream, push);
+        if !(0.0..=100.0).contains(&m.percent) {
+            push(
+                rp(&["mirror", "percent"]),
+                "percent is 0-100".into(),
+                None,
+            );
+        }
+    }
+    let proxy_only = [
+        ("proxy_path", r.proxy_path.is_some()),
+        ("proxy_host", r.proxy_host.is_some()),
+        (
+            "proxy_request_headers",
+            r.proxy_request_headers != Default::default(),
+        ),
+        ("proxy_connect_timeout", r.proxy_connect_timeout.is_some()),
+        ("proxy_read_timeout", r.proxy_read_timeout.is_some()),
+        ("proxy_send_timeout", r.proxy_send_timeout.is_some()),
+        ("proxy_buffer_request", r.proxy_buffer_request),
+        ("websocket_idle_timeout", r.websocket_idle_timeout.is_some()),
+        ("split_rules", !r.split_rules.is_empty()),
+        ("mirror", r.mirror.is_some()),
+    ];
+    if !is_proxy {
+        for (key, set) in proxy_only {
+            if set {
+                push(
+                    rp(&[key]),
+                    format!("`{key}` only applies to routes with `proxy` or `split`"),
+                    None,
+                );
+            }
+        }
+    }
+    if let Some(p) = &r.proxy_path {
+        if !p.starts_with('/') {
+            push(
+                rp(&["proxy_path"]),
+                "proxy_path must start with '/'".into(),
+                None,
+            );
+        }
+        if r.prefix.is_none() && r.exact.is_none() {
+            push(
+                rp(&["proxy_path"]),
+                "proxy_path replaces the route's `prefix`: give the route a prefix".into(),
+                None,
+            );
+        }
+    }
+    if let Some(h) = &r.proxy_host {
+        if h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            push(rp(&["proxy_host"]), "invalid proxy_host".into(), None);
+        }
+    }
+    check_headers(&r.proxy_request_headers, rp(&["proxy_request_headers"]), push);
 }
 
 type Push<'a> = dyn FnMut(Vec<PathSeg>, String, Option<String>) + 'a;
 
 fn check_headers(h: &crate::model::HeaderOps, base: Vec<PathSeg>, push: &mut Push<'_>) {
-    for (name, value) in &h.add {
+    for (name, value) in h.add.iter().chain(&h.append) {
         let mut p = base.clone();
         p.extend([k("add"), k(name)]);
         if !is_token(name) {
@@ -264,7 +683,12 @@ fn check_error_pages(
     }
 }
 
-fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
+fn check_routes(
+    server: &Server,
+    si: usize,
+    upstreams: &std::collections::BTreeMap<String, Upstream>,
+    push: &mut Push<'_>,
+) {
     let mut exacts = HashSet::new();
     let mut prefixes = HashSet::new();
     for (ri, r) in server.routes.iter().enumerate() {
@@ -349,6 +773,7 @@ fn check_routes(server: &Server, si: usize, push: &mut Push<'_>) {
             }
         }
         check_handler(r, &rp, push);
+        check_proxy_route(r, upstreams, &rp, push);
         check_headers(&r.headers, rp(&["headers"]), push);
         check_error_pages(&r.error_pages, rp(&["error_pages"]), push);
         if let Some(c) = &r.compress {
@@ -403,6 +828,8 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         ("alias", r.alias.is_some()),
         ("return", r.ret.is_some()),
         ("builtin", r.builtin.is_some()),
+        ("proxy", r.proxy.is_some()),
+        ("split", !r.split.is_empty()),
     ]
     .iter()
     .filter(|(_, b)| *b)
@@ -411,7 +838,8 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
     match handlers.len() {
         0 => push(
             rp(&[]),
-            "a route needs a handler: `root`, `alias`, `return` or `builtin`".into(),
+            "a route needs a handler: `root`, `alias`, `return`, `builtin`, `proxy` or `split`"
+                .into(),
             None,
         ),
         1 => {}

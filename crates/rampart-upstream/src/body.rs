@@ -1,0 +1,189 @@
+//! Bodies crossing the proxy: the request body sent upstream and the response body streamed
+//! back, which returns its connection to the pool when it ends and fails on a stalled read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+use crate::peer::{Conn, InFlight};
+
+/// A boxed request body stream.
+pub type BoxReqStream =
+    Pin<Box<dyn http_body::Body<Data = Bytes, Error = ClientBodyError> + Send + 'static>>;
+
+/// The client's body failed while we forwarded it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(pub String);
+
+/// A request body sent upstream.
+pub enum ReqBody {
+    /// None.
+    Empty,
+    /// Buffered whole (replayable on retry).
+    Full(Option<Bytes>),
+    /// Streamed from the client (not replayable once sent); `done` fires at its end.
+    Stream {
+        /// The stream.
+        inner: BoxReqStream,
+        /// Notified when the stream ends, so the response timeout starts then.
+        done: Arc<Notify>,
+    },
+}
+
+impl std::fmt::Debug for ReqBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReqBody::Empty => f.write_str("Empty"),
+            ReqBody::Full(b) => write!(f, "Full({})", b.as_ref().map_or(0, |b| b.len())),
+            ReqBody::Stream { .. } => f.write_str("Stream"),
+        }
+    }
+}
+
+impl http_body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ReqBody::Stream { inner, done } => {
+                let r = inner.as_mut().poll_frame(cx);
+                if matches!(r, Poll::Ready(None)) {
+                    done.notify_one();
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Full(b) => b.is_none(),
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// A response body from a server. When it ends cleanly its connection goes back to the pool;
+/// when it is dropped early (the client left) the connection is closed, which cancels the
+/// upstream request. A read stalled past `read_timeout` ends it with an error.
+pub struct ResBody {
+    inner: Incoming,
+    conn: Option<Conn>,
+    inflight: Option<InFlight>,
+    read_timeout: Duration,
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl ResBody {
+    pub(crate) fn new(
+        inner: Incoming,
+        conn: Option<Conn>,
+        inflight: InFlight,
+        read_timeout: Duration,
+    ) -> Self {
+        let mut b = ResBody {
+            inner,
+            conn,
+            inflight: Some(inflight),
+            read_timeout,
+            stall: None,
+        };
+        if http_body::Body::is_end_stream(&b.inner) {
+            b.finish();
+        }
+        b
+    }
+
+    fn finish(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.release();
+        }
+        self.inflight.take();
+    }
+
+    fn fail(&mut self) {
+        // Dropping the connection closes it: a half-read response cannot be reused.
+        self.conn.take();
+        self.inflight.take();
+    }
+}
+
+impl http_body::Body for ResBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if http_body::Body::is_end_stream(&this.inner) {
+                    this.finish();
+                } else if let Some(s) = this.stall.as_mut() {
+                    s.as_mut().reset(Instant::now() + this.read_timeout);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.fail();
+                Poll::Ready(Some(Err(io::Error::other(e))))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = this.read_timeout;
+                let s = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match s.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.fail();
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "upstream sent nothing within read_timeout",
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,432 @@
+//! One server of a group: its live state (in flight, response-time EWMA, health, breaker), its
+//! keep-alive pool, and sending one request over a pooled connection.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{ReqBody, ResBody};
+use crate::breaker::{Breaker, BreakerState, Transition};
+use crate::connect::{self, TimedStream};
+use crate::error::{from_hyper, UpstreamError};
+use crate::settings::{Address, BreakerSettings, PeerSettings, PoolSettings};
+
+/// Counters per server, exported as metrics.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Requests that failed (connect, timeout, broken, or 5xx when those count).
+    pub failures: AtomicU64,
+    /// Connections opened.
+    pub connects: AtomicU64,
+    /// Times the breaker opened.
+    pub ejections: AtomicU64,
+    /// Times an active check changed the server's state.
+    pub health_changes: AtomicU64,
+}
+
+/// A server and its state.
+#[derive(Debug)]
+pub struct Peer {
+    /// Configured settings.
+    pub settings: PeerSettings,
+    /// Position in the group.
+    pub index: usize,
+    /// `host:port` text for logs.
+    pub label: String,
+    resolved: ArcSwap<Vec<SocketAddr>>,
+    inflight: AtomicU32,
+    ewma_us: AtomicU64,
+    active_up: AtomicBool,
+    breaker: Breaker,
+    /// When the server last came back (slow start ramps from here).
+    up_since: Mutex<Option<Instant>>,
+    idle: Mutex<Vec<Idle>>,
+    pool: PoolSettings,
+    connect_timeout: Duration,
+    send_timeout: Duration,
+    /// Counters.
+    pub stats: PeerStats,
+}
+
+struct Idle {
+    tx: http1::SendRequest<ReqBody>,
+    since: Instant,
+    uses: u64,
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Idle(uses {})", self.uses)
+    }
+}
+
+/// A connection checked out of a server's pool for one request.
+pub struct Conn {
+    tx: http1::SendRequest<ReqBody>,
+    uses: u64,
+    peer: Arc<Peer>,
+}
+
+impl Conn {
+    /// Puts the connection back in its server's pool (after a complete response).
+    pub(crate) fn release(self) {
+        let peer = self.peer.clone();
+        peer.checkin(self);
+    }
+}
+
+/// Counts a request in flight on a server until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Peer>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves a TCP address now (blocking; used at config compile time).
+pub fn resolve(addr: &Address) -> std::io::Result<Vec<SocketAddr>> {
+    match addr {
+        Address::Tcp { host, port } => {
+            let v: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            if v.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{host} has no address"),
+                ));
+            }
+            Ok(v)
+        }
+        Address::Unix(_) => Ok(Vec::new()),
+    }
+}
+
+impl Peer {
+    pub(crate) fn new(
+        index: usize,
+        settings: PeerSettings,
+        resolved: Vec<SocketAddr>,
+        pool: PoolSettings,
+        breaker: BreakerSettings,
+        connect_timeout: Duration,
+        send_timeout: Duration,
+    ) -> Peer {
+        Peer {
+            label: settings.addr.to_string(),
+            settings,
+            index,
+            resolved: ArcSwap::from_pointee(resolved),
+            inflight: AtomicU32::new(0),
+            ewma_us: AtomicU64::new(0),
+            active_up: AtomicBool::new(true),
+            breaker: Breaker::new(breaker),
+            up_since: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            pool,
+            connect_timeout,
+            send_timeout,
+            stats: PeerStats::default(),
+        }
+    }
+
+    /// Whether new requests may go here now.
+    pub fn usable(&self, now: Instant) -> bool {
+        let s = &self.settings;
+        !s.down
+            && !s.drain
+            && self.active_up.load(Ordering::Relaxed)
+            && (s.max_conns == 0 || self.inflight.load(Ordering::Relaxed) < s.max_conns)
+            && self.breaker.available(now)
+    }
+
+    /// Requests in flight.
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Response-head time EWMA in microseconds (0 = no sample yet).
+    pub fn ewma_us(&self) -> u64 {
+        self.ewma_us.load(Ordering::Relaxed)
+    }
+
+    /// Whether active checks consider it up.
+    pub fn healthy(&self) -> bool {
+        self.active_up.load(Ordering::Relaxed)
+    }
+
+    /// Breaker state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(Instant::now())
+    }
+
+    /// Weight × 1000, ramped during slow start.
+    pub(crate) fn effective_weight(&self, now: Instant, slow_start: Duration) -> u64 {
+        let full = u64::from(self.settings.weight) * 1000;
+        if slow_start.is_zero() {
+            return full;
+        }
+        let since = *self.up_since.lock().unwrap_or_else(|e| e.into_inner());
+        match since {
+            Some(t) => {
+                let el = now.duration_since(t);
+                if el >= slow_start {
+                    full
+                } else {
+                    let f = el.as_millis() as u64 * 1000 / slow_start.as_millis().max(1) as u64;
+                    (full * f / 1000).max(1)
+                }
+            }
+            None => full,
+        }
+    }
+
+    /// Marks a request sent here; the guard ends it.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.breaker.on_chosen(Instant::now());
+        InFlight(self.clone())
+    }
+
+    /// Records a success (for the breaker) and the response-head latency.
+    pub fn record_success(&self, head_time: Duration) {
+        let sample = head_time.as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.ewma_us.load(Ordering::Relaxed);
+        // EWMA with α = 1/4: fast enough to follow a slowing server within a few requests.
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old * 3 + sample) / 4
+        };
+        self.ewma_us.store(new.max(1), Ordering::Relaxed);
+        if self.breaker.on_success(Instant::now()) == Transition::Closed {
+            self.mark_recovered();
+            tracing::info!(server = %self.label, "upstream server recovered (breaker closed)");
+        }
+    }
+
+    /// Records a failure; may eject the server.
+    pub fn record_failure(&self, why: &str) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if let Transition::Opened(d) = self.breaker.on_failure(Instant::now()) {
+            self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(server = %self.label, cooldown = ?d, reason = why, "upstream server ejected (breaker open)");
+        }
+    }
+
+    pub(crate) fn set_health(&self, up: bool) -> bool {
+        let was = self.active_up.swap(up, Ordering::Relaxed);
+        if was != up {
+            self.stats.health_changes.fetch_add(1, Ordering::Relaxed);
+            if up {
+                self.mark_recovered();
+            }
+            // Connections to a server that failed its checks are suspect.
+            if !up {
+                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn mark_recovered(&self) {
+        *self.up_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    pub(crate) fn set_resolved(&self, addrs: Vec<SocketAddr>) {
+        if **self.resolved.load() != addrs {
+            tracing::info!(server = %self.label, ?addrs, "upstream address changed");
+            self.resolved.store(Arc::new(addrs));
+        }
+    }
+
+    /// Opens a raw connection (health checks and upgrades use their own).
+    pub async fn open(&self) -> Result<connect::Stream, UpstreamError> {
+        let r = match &self.settings.addr {
+            Address::Tcp { .. } => {
+                let addrs = self.resolved.load_full();
+                connect::tcp(&addrs, self.connect_timeout).await
+            }
+            Address::Unix(p) => connect::unix(p, self.connect_timeout).await,
+        };
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        r.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                UpstreamError::ConnectTimeout {
+                    peer: self.label.clone(),
+                }
+            } else {
+                UpstreamError::Connect {
+                    peer: self.label.clone(),
+                    source: e,
+                }
+            }
+        })
+    }
+
+    async fn handshake(
+        &self,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<ReqBody>, UpstreamError> {
+        let stream = self.open().await?;
+        let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
+        let (tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| from_hyper(&self.label, &e))?;
+        if upgrades {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        Ok(tx)
+    }
+
+    /// A connection: an idle pooled one that is still good, else a new one.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        let now = Instant::now();
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut c) = idle else { break };
+            if c.tx.is_closed() || now.duration_since(c.since) > self.pool.idle_timeout {
+                continue;
+            }
+            if !c.tx.is_ready() {
+                // Just returned: the connection task may not have seen the end of the last
+                // response yet. A short wait beats opening a new connection.
+                if tokio::time::timeout(Duration::from_millis(20), c.tx.ready())
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    continue;
+                }
+            }
+            return Ok(Conn {
+                tx: c.tx,
+                uses: c.uses,
+                peer: self.clone(),
+            });
+        }
+        Ok(Conn {
+            tx: self.handshake(false).await?,
+            uses: 0,
+            peer: self.clone(),
+        })
+    }
+
+    /// A fresh connection that can switch protocols (WebSocket).
+    pub async fn connect_upgradable(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        Ok(Conn {
+            tx: self.handshake(true).await?,
+            uses: self.pool.max_requests.max(1),
+            peer: self.clone(),
+        })
+    }
+
+    fn checkin(&self, c: Conn) {
+        let uses = c.uses;
+        if c.tx.is_closed()
+            || self.pool.max_idle == 0
+            || (self.pool.max_requests > 0 && uses >= self.pool.max_requests)
+            || self.settings.down
+            || self.settings.drain
+        {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.pool.max_idle {
+            idle.push(Idle {
+                tx: c.tx,
+                since: Instant::now(),
+                uses,
+            });
+        }
+    }
+
+    /// Closes idle connections past their idle timeout.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) <= self.pool.idle_timeout);
+    }
+
+    /// Idle pooled connections now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The outcome of [`send`] when it fails: the error, and the request back when hyper never
+/// serialized it (a stale pooled connection), so it can go out on another connection as is.
+pub struct SendFailure {
+    /// Why.
+    pub error: UpstreamError,
+    /// The untouched request, if it was never sent.
+    pub unsent: Option<Request<ReqBody>>,
+}
+
+/// Sends `req` on `conn` and waits for the response head. The head timeout starts once the
+/// request body has been sent (`body_done`), so a slow upload is not a slow server.
+pub async fn send(
+    mut conn: Conn,
+    req: Request<ReqBody>,
+    read_timeout: Duration,
+    body_done: Option<Arc<tokio::sync::Notify>>,
+    inflight: InFlight,
+) -> Result<Response<ResBody>, SendFailure> {
+    let peer = conn.peer.clone();
+    conn.uses += 1;
+    let fut = conn.tx.try_send_request(req);
+    let head = async {
+        if let Some(n) = body_done {
+            let mut fut = std::pin::pin!(fut);
+            tokio::select! {
+                r = &mut fut => return Some(r),
+                _ = n.notified() => {}
+            }
+            tokio::time::timeout(read_timeout, fut).await.ok()
+        } else {
+            tokio::time::timeout(read_timeout, fut).await.ok()
+        }
+    };
+    match head.await {
+        None => Err(SendFailure {
+            error: UpstreamError::ReadTimeout {
+                peer: peer.label.clone(),
+            },
+            unsent: None,
+        }),
+        Some(Err(mut e)) => {
+            let unsent = e.take_message();
+            Err(SendFailure {
+                error: from_hyper(&peer.label, e.error()),
+                unsent,
+            })
+        }
+        Some(Ok(resp)) => {
+            let keep = !resp.headers().get(http::header::CONNECTION).is_some_and(|v| {
+                v.as_bytes().eq_ignore_ascii_case(b"close")
+            });
+            let conn = keep.then_some(conn);
+            let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            Ok(resp.map(|b: Incoming| {
+                ResBody::new(b, if upgrade { None } else { conn }, inflight, read_timeout)
+            }))
+        }
+    }
+}
