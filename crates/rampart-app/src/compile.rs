@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use rampart_config::{parse_listen, Config, Route as RouteCfg};
@@ -31,6 +32,7 @@ pub fn compile(
     generation: u64,
 ) -> Result<Snapshot, CompileError> {
     let mut hosts = Hosts::default();
+    let mut used: Used = Vec::new();
     for (si, s) in cfg.servers.iter().enumerate() {
         let label = s
             .server_names
@@ -48,7 +50,7 @@ pub fn compile(
             })?;
         let mut routes = Vec::new();
         for r in &s.routes {
-            routes.push(Arc::new(compile_route(&label, r, &cfg, shared)?));
+            routes.push(Arc::new(compile_route(&label, r, &cfg, shared, &mut used)?));
         }
         let site = Arc::new(Site {
             label: label.clone(),
@@ -73,7 +75,9 @@ pub fn compile(
         max_body_size: cfg.limits.max_body_size.0,
         body_read_timeout: cfg.limits.body_read_timeout.0,
     };
+    let upstreams = used;
     Ok(Snapshot {
+        upstreams,
         config: cfg,
         hosts,
         server_header,
@@ -98,6 +102,13 @@ fn header_edits(h: &rampart_config::HeaderOps) -> Result<HeaderEdits, CompileErr
         let value =
             HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
         out.add.push((name, value));
+    }
+    for (k, v) in &h.append {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| err(format!("bad header name {k:?}")))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
+        out.append.push((name, value));
     }
     for k in &h.remove {
         out.remove.push(
@@ -136,6 +147,7 @@ fn compile_route(
     r: &RouteCfg,
     cfg: &Config,
     shared: &Shared,
+    used: &mut Used,
 ) -> Result<Route, CompileError> {
     let (path, label) = if let Some(e) = &r.exact {
         (PathMatch::Exact(e.clone()), format!("= {e}"))
@@ -172,11 +184,20 @@ fn compile_route(
         };
         cond.headers.push((name, value));
     }
-    let compress = compress_settings(r.compress.as_ref().unwrap_or(&Default::default()));
+    // Proxied answers are compressed only when the route asks (as nginx and Caddy do): the
+    // application may compress already, and CPU on the proxy is the scarce thing.
+    let is_proxy = r.proxy.is_some() || !r.split.is_empty();
+    let compress = match &r.compress {
+        Some(c) => compress_settings(c),
+        None if is_proxy => None,
+        None => compress_settings(&Default::default()),
+    };
     let handler = if let Some(ret) = &r.ret {
         Handler::Return(ReturnSpec::new(ret).map_err(err)?)
     } else if r.builtin.is_some() {
         Handler::Welcome
+    } else if r.proxy.is_some() || !r.split.is_empty() {
+        Handler::Proxy(Box::new(proxy_settings(r, cfg, shared, used)?))
     } else if let Some(dir) = r.root.as_ref().or(r.alias.as_ref()) {
         let root =
             std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
@@ -230,5 +251,308 @@ fn compile_route(
         max_body_size: r.max_body_size.map_or(cfg.limits.max_body_size.0, |s| s.0),
         error_pages: error_pages(&r.error_pages),
         compress,
+    })
+}
+
+/// Groups a snapshot uses.
+type Used = Vec<Arc<rampart_upstream::Upstream>>;
+
+/// Starts a group's background tasks (idempotent: groups reused by a reload keep theirs).
+pub fn start_upstream(u: &Arc<rampart_upstream::Upstream>) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        u.start();
+    }
+}
+
+fn upstream_settings(
+    name: &str,
+    u: &rampart_config::Upstream,
+) -> Result<rampart_upstream::UpstreamSettings, CompileError> {
+    use rampart_upstream as up;
+    let mut peers = Vec::new();
+    for s in &u.servers {
+        let addr = match rampart_config::parse_upstream_addr(&s.addr).map_err(err)? {
+            rampart_config::UpstreamAddr::Tcp { host, port } => up::Address::Tcp { host, port },
+            rampart_config::UpstreamAddr::Unix(p) => up::Address::Unix(p),
+        };
+        peers.push(up::PeerSettings {
+            id: s.id.clone().unwrap_or_else(|| s.addr.clone()),
+            addr,
+            weight: s.weight.max(1),
+            max_conns: s.max_conns,
+            backup: s.backup,
+            down: s.down,
+            drain: s.drain,
+        });
+    }
+    let method = match u.balance {
+        rampart_config::Balance::RoundRobin => up::Method::RoundRobin,
+        rampart_config::Balance::Random => up::Method::Random,
+        rampart_config::Balance::PowerOfTwo => up::Method::PowerOfTwo,
+        rampart_config::Balance::LeastConn => up::Method::LeastConn,
+        rampart_config::Balance::LeastTime => up::Method::LeastTime,
+        rampart_config::Balance::IpHash | rampart_config::Balance::Hash => up::Method::Hash,
+    };
+    let health = match &u.health_check {
+        Some(h) => Some(up::HealthSettings {
+            http_path: (h.kind == rampart_config::HealthKind::Http).then(|| h.path.clone()),
+            host: h.host.clone(),
+            interval: h.interval.0,
+            timeout: h.timeout.0,
+            rise: h.rise,
+            fall: h.fall,
+            expect_status: rampart_config::parse_status_ranges(&h.expect_status)
+                .ok_or_else(|| err(format!("bad expect_status {:?}", h.expect_status)))?,
+            expect_body: h.expect_body.clone(),
+        }),
+        None => None,
+    };
+    let mut methods = Vec::new();
+    for m in &u.retry.methods {
+        methods
+            .push(Method::from_bytes(m.as_bytes()).map_err(|_| err(format!("bad method {m:?}")))?);
+    }
+    let sticky = u.sticky.as_ref().map(|s| match (&s.cookie, &s.learn) {
+        (_, Some(l)) => up::StickySettings::Learn { cookie: l.clone() },
+        (c, None) => up::StickySettings::Insert {
+            cookie: c.clone().unwrap_or_else(|| "rampart_sticky".into()),
+            secret: s
+                .secret
+                .as_ref()
+                .map(|k| k.as_bytes().to_vec())
+                .unwrap_or_else(process_secret),
+            max_age: s.max_age.map(|d| d.0),
+        },
+    });
+    Ok(up::UpstreamSettings {
+        name: name.to_string(),
+        peers,
+        method,
+        connect_timeout: u.connect_timeout.0,
+        send_timeout: u.send_timeout.0,
+        read_timeout: u.read_timeout.0,
+        pool: up::PoolSettings {
+            max_idle: u.keepalive.max_idle,
+            idle_timeout: u.keepalive.idle_timeout.0,
+            max_requests: u.keepalive.max_requests,
+        },
+        health,
+        breaker: up::BreakerSettings {
+            max_fails: u.passive_health.max_fails,
+            fail_on_5xx: u.passive_health.fail_on_5xx,
+            cooldown: u.passive_health.cooldown.0,
+            max_cooldown: u.passive_health.max_cooldown.0,
+        },
+        retry: up::RetrySettings {
+            tries: u.retry.tries.max(1),
+            methods,
+            on_error: u.retry.on_error,
+            on_timeout: u.retry.on_timeout,
+            statuses: u.retry.statuses.clone(),
+            budget_percent: u.retry.budget_percent,
+            min_per_sec: u.retry.min_per_sec,
+        },
+        max_inflight: u.max_inflight,
+        max_queue: u.max_queue,
+        queue_timeout: u.queue_timeout.0,
+        slow_start: u.slow_start.0,
+        sticky,
+        dns_refresh: u.dns_refresh.0,
+    })
+}
+
+/// Sticky cookies without a configured secret are signed with a key made at start.
+fn process_secret() -> Vec<u8> {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| (0..32).map(|_| fastrand::u8(..)).collect())
+        .clone()
+}
+
+/// The group for `name` (an `[upstream.NAME]`, or an implicit group for a URL), reusing the
+/// running one when its settings are unchanged.
+fn group(
+    key: &str,
+    settings: rampart_upstream::UpstreamSettings,
+    hash_key: Option<crate::handlers::proxy::HashKey>,
+    shared: &Shared,
+    used: &mut Used,
+) -> Result<crate::handlers::proxy::Group, CompileError> {
+    let mut reg = shared.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|_, w| w.strong_count() > 0);
+    if let Some(u) = reg.get(key).and_then(std::sync::Weak::upgrade) {
+        if u.settings == settings {
+            if !used.iter().any(|x| Arc::ptr_eq(x, &u)) {
+                used.push(u.clone());
+            }
+            return Ok(crate::handlers::proxy::Group {
+                upstream: u,
+                key: hash_key,
+            });
+        }
+    }
+    let u = Arc::new(rampart_upstream::Upstream::new(settings).map_err(|e| err(e.to_string()))?);
+    reg.insert(key.to_string(), Arc::downgrade(&u));
+    used.push(u.clone());
+    Ok(crate::handlers::proxy::Group {
+        upstream: u,
+        key: hash_key,
+    })
+}
+
+fn hash_key(
+    u: &rampart_config::Upstream,
+) -> Result<Option<crate::handlers::proxy::HashKey>, CompileError> {
+    use crate::handlers::proxy::HashKey;
+    if u.balance == rampart_config::Balance::IpHash {
+        return Ok(Some(HashKey::Ip));
+    }
+    if u.balance != rampart_config::Balance::Hash {
+        return Ok(None);
+    }
+    let k = u.hash_key.as_deref().unwrap_or("uri");
+    Ok(Some(match k.split_once(':') {
+        Some(("header", h)) => HashKey::Header(
+            HeaderName::from_bytes(h.as_bytes()).map_err(|_| err(format!("bad header {h:?}")))?,
+        ),
+        Some(("cookie", c)) => HashKey::Cookie(c.to_string()),
+        Some(("arg", a)) => HashKey::Arg(a.to_string()),
+        _ if k == "path" => HashKey::Path,
+        _ if k == "ip" => HashKey::Ip,
+        _ => HashKey::Uri,
+    }))
+}
+
+/// A named group as a route uses it; route-level connect/send timeouts make a group of its own
+/// (own pools), since those apply where connections are made.
+fn named_group(
+    name: &str,
+    r: &RouteCfg,
+    cfg: &Config,
+    shared: &Shared,
+    used: &mut Used,
+) -> Result<crate::handlers::proxy::Group, CompileError> {
+    let u = cfg
+        .upstreams
+        .get(name)
+        .ok_or_else(|| err(format!("no upstream {name}")))?;
+    let mut settings = upstream_settings(name, u)?;
+    let mut key = name.to_string();
+    if let Some(d) = r.proxy_connect_timeout {
+        settings.connect_timeout = d.0;
+        key.push_str(&format!("|c{:?}", d.0));
+    }
+    if let Some(d) = r.proxy_send_timeout {
+        settings.send_timeout = d.0;
+        key.push_str(&format!("|s{:?}", d.0));
+    }
+    group(&key, settings, hash_key(u)?, shared, used)
+}
+
+fn proxy_settings(
+    r: &RouteCfg,
+    cfg: &Config,
+    shared: &Shared,
+    used: &mut Used,
+) -> Result<crate::handlers::proxy::ProxySettings, CompileError> {
+    use crate::handlers::proxy::{
+        HostMode, Mirror, ProxySettings, RuleOn, SplitRule, Target, Trusted,
+    };
+    let mut url_path = None;
+    let target = if let Some(p) = &r.proxy {
+        if p.contains("://") {
+            let (addr, path) = rampart_config::split_proxy_url(p)
+                .ok_or_else(|| err(format!("bad proxy URL {p:?}")))?;
+            url_path = path;
+            let u = rampart_config::Upstream {
+                servers: vec![rampart_config::UpstreamServer {
+                    addr: addr.clone(),
+                    weight: 1,
+                    ..Default::default()
+                }],
+                connect_timeout: r
+                    .proxy_connect_timeout
+                    .unwrap_or(rampart_config::Dur::secs(5)),
+                send_timeout: r
+                    .proxy_send_timeout
+                    .unwrap_or(rampart_config::Dur::secs(60)),
+                ..Default::default()
+            };
+            let settings = upstream_settings(&format!("http://{addr}"), &u)?;
+            let key = format!(
+                "url|{addr}|{:?}|{:?}",
+                settings.connect_timeout, settings.send_timeout
+            );
+            Target::Single(group(&key, settings, None, shared, used)?)
+        } else {
+            Target::Single(named_group(p, r, cfg, shared, used)?)
+        }
+    } else {
+        let mut groups = Vec::new();
+        for t in &r.split {
+            groups.push((named_group(&t.upstream, r, cfg, shared, used)?, t.weight));
+        }
+        let n = groups.len();
+        Target::Split {
+            groups,
+            current: std::sync::Mutex::new(vec![0; n]),
+        }
+    };
+    let mut rules = Vec::new();
+    for rule in &r.split_rules {
+        let on = match (&rule.header, &rule.cookie) {
+            (Some(h), _) => RuleOn::Header(
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| err(format!("bad header {h:?}")))?,
+            ),
+            (None, Some(c)) => RuleOn::Cookie(c.clone()),
+            (None, None) => return Err(err("split rule needs header or cookie")),
+        };
+        rules.push(SplitRule {
+            on,
+            value: rule.value.clone(),
+            group: named_group(&rule.upstream, r, cfg, shared, used)?,
+        });
+    }
+    let mirror = match &r.mirror {
+        Some(m) => Some(Mirror::new(
+            named_group(&m.upstream, r, cfg, shared, used)?,
+            m.percent,
+        )),
+        None => None,
+    };
+    let replace = r.proxy_path.clone().or(url_path);
+    let rewrite = match (replace, r.prefix.as_ref().or(r.exact.as_ref())) {
+        (Some(with), Some(prefix)) => Some((prefix.clone(), with)),
+        _ => None,
+    };
+    let host = match r.proxy_host.as_deref() {
+        None => HostMode::Client,
+        Some("$upstream") => HostMode::Upstream,
+        Some(t) => HostMode::Fixed(t.to_string()),
+    };
+    let edits = header_edits(&r.proxy_request_headers)?;
+    let trusted = Trusted::new(
+        cfg.global
+            .trusted_proxies
+            .iter()
+            .filter_map(|t| rampart_config::parse_cidr(t))
+            .collect(),
+    );
+    Ok(ProxySettings {
+        target,
+        rules,
+        rewrite,
+        host,
+        request_append: edits.append.clone(),
+        request_headers: edits,
+        read_timeout: r.proxy_read_timeout.map(|d| d.0),
+        buffer_request: r.proxy_buffer_request,
+        max_body: r.max_body_size.map_or(cfg.limits.max_body_size.0, |s| s.0),
+        body_timeout: cfg.limits.body_read_timeout.0,
+        websocket_idle: r
+            .websocket_idle_timeout
+            .map_or(Duration::from_secs(600), |d| d.0),
+        mirror,
+        trusted: Arc::new(trusted),
     })
 }

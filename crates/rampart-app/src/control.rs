@@ -26,6 +26,11 @@ pub struct Shared {
     pub logs: LogRegistry,
     /// Open-file cache.
     pub file_cache: Arc<FileCache>,
+    /// Upstream groups by name, reused by a reload when their settings did not change (so
+    /// pools, health and breaker state survive it). Weak: a group no snapshot uses goes away.
+    pub upstreams: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Weak<rampart_upstream::Upstream>>,
+    >,
 }
 
 /// The application as the server sees it.
@@ -42,6 +47,9 @@ impl Runtime {
     pub fn new(cfg: Config) -> Result<Runtime, CompileError> {
         let shared = Arc::new(Shared::default());
         let snap = compile(Arc::new(cfg), &shared, 1)?;
+        for u in &snap.upstreams {
+            crate::compile::start_upstream(u);
+        }
         Ok(Runtime {
             current: ArcSwap::from_pointee(snap),
             shared,
@@ -65,6 +73,9 @@ impl Runtime {
 
     /// Installs a prepared snapshot: requests from now on use it.
     pub fn install(&self, snap: Arc<Snapshot>) {
+        for u in &snap.upstreams {
+            crate::compile::start_upstream(u);
+        }
         self.generation.store(snap.generation, Ordering::Release);
         self.current.store(snap);
         self.shared

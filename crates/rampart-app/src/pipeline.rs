@@ -5,7 +5,8 @@
 //! 2. **route**: virtual host by `Host`, then the route (see `router.rs` for the precedence).
 //! 3. **access**: per-route checks — body size today; IP rules, rate limits, WAF and auth join
 //!    here as they land, each returning `Flow::Reply` to answer early.
-//! 4. **content**: exactly one handler answers (static files, `return`, built-in pages).
+//! 4. **content**: exactly one handler answers (reverse proxy, static files, `return`,
+//!    built-in pages).
 //! 5. **errors**: a 4xx/5xx may be replaced by the configured error page.
 //! 6. **response filters**: header edits, caching headers, compression, `Server`, request id.
 //! 7. **log**: access log and metrics, when the last body byte is sent.
@@ -24,7 +25,7 @@ use rampart_server::{Body, ConnInfo};
 
 use crate::exchange::Exchange;
 use crate::filters;
-use crate::handlers::{static_files, welcome};
+use crate::handlers::{proxy, static_files, welcome};
 use crate::reqid;
 use crate::snapshot::{Handler, Route, Site, Snapshot};
 
@@ -37,7 +38,15 @@ pub enum Flow {
 }
 
 /// Handles one request with a snapshot. Never fails: every error becomes a response here.
-pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    // The client side of a protocol switch (WebSocket), taken before the head is split up.
+    let on_upgrade = (req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE))
+    .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut x = Exchange::new(
         conn,
@@ -86,7 +95,24 @@ pub async fn handle(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) ->
         return finish(snap, Some(&site), Some(&route), x, resp);
     }
 
-    // Handlers here do not read request bodies: read and discard it now (bounded), as nginx
+    // 4. content, proxied: the body streams upstream; the upstream's own error pages pass
+    // through (nginx's proxy_intercept_errors off), ours (502/503/504) get the error pages.
+    if let Handler::Proxy(p) = &route.handler {
+        let resp = match proxy::forward(p, &parts, body, &x, on_upgrade).await {
+            Ok(resp) => resp,
+            Err((status, extra)) => {
+                let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
+                if let Some((name, value)) = extra {
+                    r.headers_mut().insert(name, value);
+                }
+                r
+            }
+        };
+        let resp = filter(&site, &route, &parts, resp);
+        return finish(snap, Some(&site), Some(&route), x, resp);
+    }
+
+    // Other handlers do not read request bodies: read and discard it now (bounded), as nginx
     // does, so bad chunking or an oversized chunked body gets its 400/413 and the connection
     // stays usable.
     if let Err(status) =
@@ -351,6 +377,8 @@ async fn content(
         }),
         Handler::Return(r) => Ok(r.respond(x)),
         Handler::Welcome => Ok(welcome::respond()),
+        // Proxied in `handle` (it needs the body); as an error page target it has no answer.
+        Handler::Proxy(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, None)),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub generation: u64,
     /// Counters for requests rejected before a route was chosen.
     pub unrouted: Arc<RouteMetrics>,
+    /// Upstream groups in use (for metrics).
+    pub upstreams: Vec<Arc<rampart_upstream::Upstream>>,
 }
 
 /// Limits the pipeline enforces (connection limits live in `rampart-server`).
@@ -96,13 +98,17 @@ pub enum Handler {
     Return(ReturnSpec),
     /// The built-in welcome page.
     Welcome,
+    /// Reverse proxy to upstream servers.
+    Proxy(Box<crate::handlers::proxy::ProxySettings>),
 }
 
-/// Compiled `headers.add` / `headers.remove`.
+/// Compiled `headers.add` / `headers.append` / `headers.remove`.
 #[derive(Debug, Default, Clone)]
 pub struct HeaderEdits {
     /// Set (replace).
     pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Append beside existing values.
+    pub append: Vec<(HeaderName, HeaderValue)>,
     /// Remove.
     pub remove: Vec<HeaderName>,
 }
@@ -110,7 +116,7 @@ pub struct HeaderEdits {
 impl HeaderEdits {
     /// True when there is nothing to do (the common case, kept cheap).
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
+        self.add.is_empty() && self.append.is_empty() && self.remove.is_empty()
     }
 }
 

@@ -258,7 +258,9 @@ pub fn parse_upstream_addr(text: &str) -> Result<UpstreamAddr, String> {
     let t = text.trim();
     if let Some(path) = t.strip_prefix("unix:") {
         if !path.starts_with('/') {
-            return Err(format!("unix socket {text:?} needs an absolute path: \"unix:/run/app.sock\""));
+            return Err(format!(
+                "unix socket {text:?} needs an absolute path: \"unix:/run/app.sock\""
+            ));
         }
         return Ok(UpstreamAddr::Unix(path.into()));
     }
@@ -383,7 +385,11 @@ fn check_upstream(name: &str, u: &Upstream, push: &mut Push<'_>) {
         }
         let id = s.id.clone().unwrap_or_else(|| s.addr.clone());
         if !ids.insert(id.clone()) {
-            push(p, format!("server {id:?} is listed twice in upstream {name}"), None);
+            push(
+                p,
+                format!("server {id:?} is listed twice in upstream {name}"),
+                None,
+            );
         }
     }
     if !u.servers.is_empty() && u.servers.iter().all(|s| s.backup) {
@@ -575,11 +581,7 @@ fn check_proxy_route(
     if let Some(m) = &r.mirror {
         known(&["mirror", "upstream"], &m.upstream, push);
         if !(0.0..=100.0).contains(&m.percent) {
-            push(
-                rp(&["mirror", "percent"]),
-                "percent is 0-100".into(),
-                None,
-            );
+            push(rp(&["mirror", "percent"]), "percent is 0-100".into(), None);
         }
     }
     let proxy_only = [
@@ -629,7 +631,11 @@ fn check_proxy_route(
             push(rp(&["proxy_host"]), "invalid proxy_host".into(), None);
         }
     }
-    check_headers(&r.proxy_request_headers, rp(&["proxy_request_headers"]), push);
+    check_headers(
+        &r.proxy_request_headers,
+        rp(&["proxy_request_headers"]),
+        push,
+    );
 }
 
 type Push<'a> = dyn FnMut(Vec<PathSeg>, String, Option<String>) + 'a;

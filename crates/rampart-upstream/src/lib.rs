@@ -91,6 +91,7 @@ pub struct Upstream {
     learned: Mutex<HashMap<String, (usize, Instant)>>,
     /// Counters.
     pub stats: GroupStats,
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Upstream {
@@ -126,23 +127,25 @@ impl Upstream {
             queued: AtomicUsize::new(0),
             learned: Mutex::new(HashMap::new()),
             stats: GroupStats::default(),
+            started: std::sync::atomic::AtomicBool::new(false),
             peers,
             settings,
         })
     }
 
     /// Starts background work: active health checks, DNS refresh, idle-pool sweeping. Call
-    /// inside the tokio runtime; the tasks end when the group is dropped.
+    /// inside the tokio runtime; the tasks end when the group is dropped. Idempotent.
     pub fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return; // a group reused by a reload keeps its running tasks
+        }
         if let Some(h) = &self.settings.health {
             health::spawn(self, h);
         }
         let weak = Arc::downgrade(self);
         let every = self.settings.dns_refresh.max(Duration::from_secs(1));
-        let sweep_every = (self.settings.pool.idle_timeout / 2).clamp(
-            Duration::from_millis(500),
-            Duration::from_secs(30),
-        );
+        let sweep_every = (self.settings.pool.idle_timeout / 2)
+            .clamp(Duration::from_millis(500), Duration::from_secs(30));
         tokio::spawn(async move {
             let mut last_dns = tokio::time::Instant::now();
             loop {
@@ -195,22 +198,26 @@ impl Upstream {
                 return Some(p.clone());
             }
         }
-        let ok = |i: usize| {
-            let p = &self.peers[i];
-            !pick.exclude.contains(&i) && p.usable(now)
-        };
-        // Failover: backups only when no primary is usable; failback is automatic.
-        let backup_tier = !self
+        let any_usable = self
             .peers
             .iter()
-            .any(|p| !p.settings.backup && ok(p.index));
+            .any(|p| !pick.exclude.contains(&p.index) && p.usable(now));
+        let ok = |i: usize| {
+            let p = &self.peers[i];
+            !pick.exclude.contains(&i)
+                && if any_usable {
+                    p.usable(now)
+                } else {
+                    p.usable_ignoring_breaker()
+                }
+        };
+        // Failover: backups only when no primary is usable; failback is automatic.
+        let backup_tier = !self.peers.iter().any(|p| !p.settings.backup && ok(p.index));
         let cand = |i: usize| self.peers[i].settings.backup == backup_tier && ok(i);
         let n = self.peers.len();
         let slow = self.settings.slow_start;
         let weight = |i: usize| cand(i).then(|| self.peers[i].effective_weight(now, slow));
-        let load = |i: usize| {
-            cand(i).then(|| balance_load(&self.peers[i], now, slow))
-        };
+        let load = |i: usize| cand(i).then(|| balance_load(&self.peers[i], now, slow));
         let idx = match self.settings.method {
             Method::RoundRobin => self.rr.pick(n, weight),
             Method::Random => balance::weighted_random(n, weight),
@@ -249,7 +256,8 @@ impl Upstream {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Overloaded(self.settings.name.clone()));
         }
-        let r = tokio::time::timeout(self.settings.queue_timeout, sem.clone().acquire_owned()).await;
+        let r =
+            tokio::time::timeout(self.settings.queue_timeout, sem.clone().acquire_owned()).await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
         match r {
             Ok(Ok(p)) => Ok(Some(p)),

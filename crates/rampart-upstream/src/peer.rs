@@ -141,12 +141,17 @@ impl Peer {
 
     /// Whether new requests may go here now.
     pub fn usable(&self, now: Instant) -> bool {
+        self.usable_ignoring_breaker() && self.breaker.available(now)
+    }
+
+    /// Usable but for an open breaker (panic mode: when every server's breaker is open,
+    /// trying them beats refusing everything, as Envoy's panic threshold does).
+    pub fn usable_ignoring_breaker(&self) -> bool {
         let s = &self.settings;
         !s.down
             && !s.drain
             && self.active_up.load(Ordering::Relaxed)
             && (s.max_conns == 0 || self.inflight.load(Ordering::Relaxed) < s.max_conns)
-            && self.breaker.available(now)
     }
 
     /// Requests in flight.
@@ -419,9 +424,10 @@ pub async fn send(
             })
         }
         Some(Ok(resp)) => {
-            let keep = !resp.headers().get(http::header::CONNECTION).is_some_and(|v| {
-                v.as_bytes().eq_ignore_ascii_case(b"close")
-            });
+            let keep = !resp
+                .headers()
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             let conn = keep.then_some(conn);
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             Ok(resp.map(|b: Incoming| {

@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a directory as a static web server (no config file needed).
     Serve(ServeArgs),
+    /// Reverse proxy / load balancer in front of servers (no config file needed).
+    Proxy(ProxyArgs),
     /// Run with a config file.
     Run(ConfigArg),
     /// Validate a config file: print every error with file:line:column, exit 0 (valid) or 1.
@@ -54,6 +56,28 @@ pub struct ServeArgs {
     /// Do not compress responses on the fly.
     #[arg(long)]
     pub no_compress: bool,
+    /// Access log: "stdout" or a file path (default: off for this quick command).
+    #[arg(long)]
+    pub access_log: Option<String>,
+    /// Also start the admin listener (health, metrics) on this address.
+    #[arg(long)]
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Upstream servers: http://host:port, host:port or unix:/path (comma-separated, repeatable).
+    #[arg(long = "to", required = true, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Address to listen on (repeatable; IPv6 as [::1]:8080).
+    #[arg(short, long = "listen", default_value = "127.0.0.1:8080")]
+    pub listen: Vec<String>,
+    /// Balancing method: round_robin, random, power_of_two, least_conn, least_time, ip_hash.
+    #[arg(long, default_value = "round_robin")]
+    pub balance: String,
+    /// Active HTTP health check path (e.g. /healthz); off by default.
+    #[arg(long)]
+    pub health_check: Option<String>,
     /// Access log: "stdout" or a file path (default: off for this quick command).
     #[arg(long)]
     pub access_log: Option<String>,

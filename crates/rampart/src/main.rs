@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(a)) => run::run(Source::File(a.config), &cli.log_level, cli.workers),
         Some(Command::Serve(a)) => run::serve(a, &cli.log_level, cli.workers),
+        Some(Command::Proxy(a)) => run::proxy(a, &cli.log_level, cli.workers),
         Some(Command::Check(a)) => return run::check(&a.config),
         Some(Command::Reload(a)) => return run::reload(&a.config),
     };

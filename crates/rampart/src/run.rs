@@ -14,7 +14,7 @@ use rampart_config::{Config, ConfigErrors, EMBEDDED_DEFAULT};
 use rampart_server::{ConnSettings, Listeners};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::ServeArgs;
+use crate::cli::{ProxyArgs, ServeArgs};
 
 /// Where the config comes from, so a reload knows what to read again.
 pub enum Source {
@@ -91,6 +91,77 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     });
     cfg.servers.push(server);
     // Same checks as a file gets (listen addresses, directories…).
+    let text = toml::to_string(&cfg).map_err(|e| anyhow!("internal: {e}"))?;
+    rampart_config::parse_str(&text, Path::new("<command line>")).map_err(|e| anyhow!("{e}"))?;
+    run(Source::Generated(Box::new(cfg)), log, workers)
+}
+
+/// `rampart proxy --to …`: a reverse proxy built from flags.
+pub fn proxy(a: ProxyArgs, log: &Option<String>, workers: Option<usize>) -> anyhow::Result<()> {
+    use rampart_config::Balance;
+    let balance = match a.balance.as_str() {
+        "round_robin" => Balance::RoundRobin,
+        "random" => Balance::Random,
+        "power_of_two" => Balance::PowerOfTwo,
+        "least_conn" => Balance::LeastConn,
+        "least_time" => Balance::LeastTime,
+        "ip_hash" => Balance::IpHash,
+        other => {
+            let all = [
+                "round_robin",
+                "random",
+                "power_of_two",
+                "least_conn",
+                "least_time",
+                "ip_hash",
+            ];
+            let hint = rampart_config::suggest(other, all)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            return Err(anyhow!(
+                "unknown --balance {other:?}{hint}; one of {}",
+                all.join(", ")
+            ));
+        }
+    };
+    let mut cfg = Config::default();
+    cfg.admin.listen = a.admin.clone();
+    let servers =
+        a.to.iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| rampart_config::UpstreamServer {
+                addr: t.trim().to_string(),
+                weight: 1,
+                ..Default::default()
+            })
+            .collect();
+    cfg.upstreams.insert(
+        "default".into(),
+        rampart_config::Upstream {
+            servers,
+            balance,
+            health_check: a
+                .health_check
+                .as_ref()
+                .map(|p| rampart_config::HealthCheck {
+                    path: p.clone(),
+                    ..Default::default()
+                }),
+            ..Default::default()
+        },
+    );
+    let mut server = rampart_config::Server {
+        listen: a.listen.clone(),
+        default: true,
+        ..Default::default()
+    };
+    server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
+    server.routes.push(rampart_config::Route {
+        prefix: Some("/".into()),
+        proxy: Some("default".into()),
+        ..Default::default()
+    });
+    cfg.servers.push(server);
     let text = toml::to_string(&cfg).map_err(|e| anyhow!("internal: {e}"))?;
     rampart_config::parse_str(&text, Path::new("<command line>")).map_err(|e| anyhow!("{e}"))?;
     run(Source::Generated(Box::new(cfg)), log, workers)

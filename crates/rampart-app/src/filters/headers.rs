@@ -7,10 +7,13 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use crate::snapshot::HeaderEdits;
 
-/// Applies `add` (replace) then `remove`.
+/// Applies `add` (replace), `append`, then `remove`.
 pub fn edit(headers: &mut HeaderMap, edits: &HeaderEdits) {
     for (n, v) in &edits.add {
         headers.insert(n.clone(), v.clone());
+    }
+    for (n, v) in &edits.append {
+        headers.append(n.clone(), v.clone());
     }
     for n in &edits.remove {
         headers.remove(n);

@@ -76,7 +76,11 @@ pub(crate) fn power_of_two(n: usize, load: impl Fn(usize) -> Option<Load>) -> Op
     }
     let (ia, ib) = (nth(a)?, nth(b)?);
     let (la, lb) = (load(ia)?, load(ib)?);
-    Some(if conn_score(&lb) < conn_score(&la) { ib } else { ia })
+    Some(if conn_score(&lb) < conn_score(&la) {
+        ib
+    } else {
+        ia
+    })
 }
 
 #[cfg(test)]

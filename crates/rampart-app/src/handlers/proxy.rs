@@ -1,0 +1,1102 @@
+//! The reverse-proxy handler: picks an upstream group (rules, weighted split), a server in it
+//! (balancer, sticky session), forwards the request with hop-by-hop headers removed and the
+//! forwarding headers added, retries where that is safe, and streams the answer back.
+//!
+//! ```text
+//! group ─▶ admit (in-flight limit, queue) ─▶ ┌ select server ─▶ connection (pool) ─▶ send ┐
+//!                                            └──── retry on another server (budget) ◀─────┘
+//!        ─▶ response headers (hop-by-hop out, sticky cookie) ─▶ streamed body / WebSocket tunnel
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use rampart_server::Body;
+use rampart_upstream::{
+    balance::hash_bytes, sticky, ClientBodyError, ErrorClass, Pick, ReqBody, StickySettings,
+    Upstream, UpstreamError,
+};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::exchange::Exchange;
+use crate::snapshot::HeaderEdits;
+
+/// What a proxied request is hashed on (`hash_key`).
+#[derive(Clone, Debug)]
+pub enum HashKey {
+    /// Path and query as received.
+    Uri,
+    /// Normalized path.
+    Path,
+    /// Client address.
+    Ip,
+    /// A request header.
+    Header(HeaderName),
+    /// A cookie.
+    Cookie(String),
+    /// A query argument.
+    Arg(String),
+}
+
+/// An upstream group as a route uses it.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The group (shared across snapshots while its settings are unchanged).
+    pub upstream: Arc<Upstream>,
+    /// Hash key for `hash`/`ip_hash`.
+    pub key: Option<HashKey>,
+}
+
+/// A request that matches goes to `group`.
+#[derive(Debug)]
+pub struct SplitRule {
+    /// Header or cookie compared.
+    pub on: RuleOn,
+    /// Value that matches.
+    pub value: String,
+    /// Target.
+    pub group: Group,
+}
+
+/// What a split rule compares.
+#[derive(Debug)]
+pub enum RuleOn {
+    /// A request header.
+    Header(HeaderName),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// Where requests of a route go.
+#[derive(Debug)]
+pub enum Target {
+    /// One group.
+    Single(Group),
+    /// Weighted split over groups (smooth weighted round robin: exact shares, spread out).
+    Split {
+        /// (group, weight).
+        groups: Vec<(Group, u32)>,
+        /// Running scores.
+        current: Mutex<Vec<i64>>,
+    },
+}
+
+/// Who to believe about the original client.
+#[derive(Debug, Default, Clone)]
+pub struct Trusted {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Trusted {
+    /// From parsed CIDRs.
+    pub fn new(nets: Vec<(IpAddr, u8)>) -> Self {
+        Trusted { nets }
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets.iter().any(|(net, len)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+/// Request mirroring.
+#[derive(Debug)]
+pub struct Mirror {
+    /// Group receiving copies.
+    pub group: Group,
+    /// Share in percent × 100 (exact accumulator, no randomness).
+    pub per_10k: u64,
+    acc: AtomicU64,
+    slots: Arc<Semaphore>,
+}
+
+impl Mirror {
+    /// A mirror copying `percent` % of requests.
+    pub fn new(group: Group, percent: f64) -> Self {
+        Mirror {
+            group,
+            per_10k: (percent * 100.0).round().clamp(0.0, 10_000.0) as u64,
+            acc: AtomicU64::new(0),
+            // Copies in flight at most: beyond this, requests are not mirrored (never queued).
+            slots: Arc::new(Semaphore::new(64)),
+        }
+    }
+
+    fn take(&self) -> bool {
+        let before = self.acc.fetch_add(self.per_10k, Ordering::Relaxed);
+        (before % 10_000) + self.per_10k >= 10_000
+    }
+}
+
+/// A proxy route's settings.
+#[derive(Debug)]
+pub struct ProxySettings {
+    /// Groups.
+    pub target: Target,
+    /// Rules before the split.
+    pub rules: Vec<SplitRule>,
+    /// (matched route prefix, replacement) for the upstream path.
+    pub rewrite: Option<(String, String)>,
+    /// `Host` sent upstream.
+    pub host: HostMode,
+    /// Request header edits.
+    pub request_headers: HeaderEdits,
+    /// Appended request headers.
+    pub request_append: Vec<(HeaderName, HeaderValue)>,
+    /// Response-head timeout override.
+    pub read_timeout: Option<Duration>,
+    /// Buffer request bodies (replayable).
+    pub buffer_request: bool,
+    /// Request body limit.
+    pub max_body: u64,
+    /// Idle time between two client body reads.
+    pub body_timeout: Duration,
+    /// WebSocket idle timeout.
+    pub websocket_idle: Duration,
+    /// Mirroring.
+    pub mirror: Option<Mirror>,
+    /// Trusted proxies.
+    pub trusted: Arc<Trusted>,
+}
+
+/// The `Host` header sent upstream.
+#[derive(Debug, Clone)]
+pub enum HostMode {
+    /// The client's.
+    Client,
+    /// The chosen server's address.
+    Upstream,
+    /// This text, with `$host` expanded.
+    Fixed(String),
+}
+
+/// A handler failure: a status, an optional extra header, and the reason for the log.
+pub type ProxyError = (StatusCode, Option<(HeaderName, HeaderValue)>);
+
+/// Headers that belong to one connection only (RFC 9110 §7.6.1) plus the legacy ones.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || named.contains(name)
+}
+
+/// Header names listed in `Connection` (they are hop-by-hop too).
+fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    let mut v = Vec::new();
+    for val in h.get_all(header::CONNECTION) {
+        if let Ok(s) = val.to_str() {
+            for t in s.split(',') {
+                if let Ok(n) = HeaderName::from_bytes(t.trim().as_bytes()) {
+                    v.push(n);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// The value of cookie `name`.
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+fn query_arg<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl ProxySettings {
+    fn choose_group(&self, parts: &Parts) -> &Group {
+        for r in &self.rules {
+            let v = match &r.on {
+                RuleOn::Header(n) => parts.headers.get(n).and_then(|v| v.to_str().ok()),
+                RuleOn::Cookie(c) => cookie(&parts.headers, c),
+            };
+            if v == Some(r.value.as_str()) {
+                return &r.group;
+            }
+        }
+        match &self.target {
+            Target::Single(g) => g,
+            Target::Split { groups, current } => {
+                let mut cur = current.lock().unwrap_or_else(|e| e.into_inner());
+                let mut total = 0i64;
+                let mut best = 0usize;
+                for (i, (_, w)) in groups.iter().enumerate() {
+                    let w = i64::from(*w);
+                    cur[i] += w;
+                    total += w;
+                    if cur[i] > cur[best] || groups[best].1 == 0 {
+                        best = i;
+                    }
+                }
+                cur[best] -= total;
+                &groups[best].0
+            }
+        }
+    }
+}
+
+/// The client address, taking `X-Forwarded-For` from trusted proxies into account (the
+/// rightmost address that is not itself a trusted proxy).
+fn client_ip(x: &Exchange, headers: &HeaderMap, trusted: &Trusted) -> IpAddr {
+    let peer = x.conn.peer.ip();
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    while let Some(ip) = chain.pop() {
+        if !trusted.contains(ip) {
+            return ip;
+        }
+    }
+    peer
+}
+
+fn hash_of(key: &HashKey, parts: &Parts, x: &Exchange, trusted: &Trusted) -> Option<u64> {
+    match key {
+        HashKey::Uri => Some(hash_bytes(
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .as_bytes(),
+        )),
+        HashKey::Path => Some(hash_bytes(x.path.as_bytes())),
+        HashKey::Ip => Some(match client_ip(x, &parts.headers, trusted) {
+            IpAddr::V4(a) => hash_bytes(&a.octets()),
+            IpAddr::V6(a) => hash_bytes(&a.octets()),
+        }),
+        HashKey::Header(n) => parts.headers.get(n).map(|v| hash_bytes(v.as_bytes())),
+        HashKey::Cookie(c) => cookie(&parts.headers, c).map(|v| hash_bytes(v.as_bytes())),
+        HashKey::Arg(a) => query_arg(&parts.uri, a).map(|v| hash_bytes(v.as_bytes())),
+    }
+}
+
+/// The upstream request head (without the body), built once and cloned per attempt.
+fn upstream_head(
+    s: &ProxySettings,
+    parts: &Parts,
+    x: &Exchange,
+    upgrade: bool,
+) -> Result<Request<()>, ProxyError> {
+    let bad = || (StatusCode::BAD_REQUEST, None);
+    // Path: as received (not normalized: the application may need its exact bytes), with the
+    // route prefix replaced when asked.
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = match &s.rewrite {
+        Some((prefix, with)) => {
+            let path = parts.uri.path();
+            let rest = if path.starts_with(prefix.as_str()) {
+                &pq[prefix.len()..]
+            } else {
+                // The route matched on the normalized path; the raw one differs (escapes):
+                // rewrite the normalized path instead.
+                let q = parts
+                    .uri
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let norm = x.path.strip_prefix(prefix.as_str()).unwrap_or(&x.path);
+                return build_head(s, parts, x, format!("{with}{norm}{q}"), upgrade);
+            };
+            // Plain replacement, as nginx does; a doubled slash at the seam is collapsed.
+            if with.ends_with('/') && rest.starts_with('/') {
+                format!("{with}{}", &rest[1..])
+            } else {
+                format!("{with}{rest}")
+            }
+        }
+        None => pq.to_string(),
+    };
+    if target.is_empty() {
+        return Err(bad());
+    }
+    build_head(s, parts, x, target, upgrade)
+}
+
+fn build_head(
+    s: &ProxySettings,
+    parts: &Parts,
+    x: &Exchange,
+    target: String,
+    upgrade: bool,
+) -> Result<Request<()>, ProxyError> {
+    let bad = || (StatusCode::BAD_REQUEST, None);
+    let uri: Uri = target.parse().map_err(|_| bad())?;
+    let mut req = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .version(Version::HTTP_11)
+        .body(())
+        .map_err(|_| bad())?;
+    let named = connection_named(&parts.headers);
+    let h = req.headers_mut();
+    for (n, v) in &parts.headers {
+        if n == header::HOST || is_hop(n, &named) {
+            continue;
+        }
+        h.append(n.clone(), v.clone());
+    }
+    // HTTP/2 may split cookies into several fields; HTTP/1.1 servers expect one.
+    if parts.version >= Version::HTTP_2 {
+        let all: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if all.len() > 1 {
+            if let Ok(v) = HeaderValue::from_str(&all.join("; ")) {
+                h.insert(header::COOKIE, v);
+            }
+        }
+    }
+    if let Some(te) = parts.headers.get(header::TE) {
+        if te.to_str().is_ok_and(|t| t.contains("trailers")) {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    if upgrade {
+        if let Some(u) = parts.headers.get(header::UPGRADE) {
+            h.insert(header::UPGRADE, u.clone());
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+    // Forwarding headers: believed (and extended) from trusted proxies, replaced otherwise.
+    let peer = x.conn.peer.ip();
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 => v4,
+    };
+    let trusted = s.trusted.contains(peer);
+    let host_in = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let proto = "http";
+    let xff = match (trusted, h.get("x-forwarded-for")) {
+        (true, Some(prev)) => format!("{}, {peer}", prev.to_str().unwrap_or_default()),
+        _ => peer.to_string(),
+    };
+    h.remove("x-forwarded-for");
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    if !(trusted && h.contains_key("x-forwarded-proto")) {
+        h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
+    if !(trusted && h.contains_key("x-forwarded-host")) {
+        h.remove("x-forwarded-host");
+        if let Some(hv) = &host_in {
+            h.insert("x-forwarded-host", hv.clone());
+        }
+    }
+    let for_node = match peer {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+    };
+    let mut fwd = format!("for={for_node};proto={proto}");
+    if let Some(hv) = host_in.as_ref().and_then(|v| v.to_str().ok()) {
+        fwd.push_str(&format!(";host=\"{hv}\""));
+    }
+    let fwd = match (trusted, h.get(header::FORWARDED)) {
+        (true, Some(prev)) => format!("{}, {fwd}", prev.to_str().unwrap_or_default()),
+        _ => fwd,
+    };
+    h.remove(header::FORWARDED);
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        h.insert(header::FORWARDED, v);
+    }
+    let via_ver = match parts.version {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    let via = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {via_ver} rampart"),
+        None => format!("{via_ver} rampart"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&via) {
+        h.insert(header::VIA, v);
+    }
+    h.insert(crate::reqid::HEADER, x.request_id.clone());
+    for (n, v) in &s.request_headers.add {
+        h.insert(n.clone(), v.clone());
+    }
+    for (n, v) in &s.request_append {
+        h.append(n.clone(), v.clone());
+    }
+    for n in &s.request_headers.remove {
+        h.remove(n);
+    }
+    if let Some(hv) = host_in {
+        h.insert(header::HOST, hv);
+    }
+    Ok(req)
+}
+
+/// The client's request body, as it can be sent (and maybe re-sent).
+enum Source {
+    Empty,
+    Full(Bytes),
+    Stream(Option<(ReqBody, Arc<Notify>)>),
+}
+
+impl Source {
+    fn replayable(&self) -> bool {
+        !matches!(self, Source::Stream(_))
+    }
+
+    fn take(&mut self) -> Option<(ReqBody, Option<Arc<Notify>>)> {
+        match self {
+            Source::Empty => Some((ReqBody::Empty, None)),
+            Source::Full(b) => Some((ReqBody::Full(Some(b.clone())), None)),
+            Source::Stream(s) => s.take().map(|(b, n)| (b, Some(n))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's body on its way upstream: bounded in size, and failing when the client
+    /// stalls longer than the body timeout.
+    struct ClientBody {
+        #[pin]
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+        idle: Duration,
+        #[pin]
+        stall: tokio::time::Sleep,
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    *this.seen += d.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(ClientBodyError("too large".into()))));
+                    }
+                }
+                let next = tokio::time::Instant::now() + *this.idle;
+                this.stall.as_mut().reset(next);
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(ClientBodyError(format!("client body: {e}")))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.stall.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError(
+                    "client sent no body bytes within the body timeout".into(),
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads the whole body (bounded) for buffering.
+async fn buffer(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, StatusCode> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    if out.len() as u64 + d.len() as u64 > limit {
+                        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                    out.extend_from_slice(d);
+                }
+            }
+        }
+    }
+}
+
+fn overloaded() -> ProxyError {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+    )
+}
+
+/// Forwards one request. `on_upgrade` is the client side of a WebSocket handshake.
+pub async fn forward(
+    s: &ProxySettings,
+    parts: &Parts,
+    body: Incoming,
+    x: &Exchange,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, ProxyError> {
+    let group = s.choose_group(parts);
+    let up = &group.upstream;
+    let upgrade = on_upgrade.is_some() && wants_upgrade(&parts.headers);
+    let head = upstream_head(s, parts, x, upgrade)?;
+
+    // The body: none, buffered (replayable), or streamed (bounded, timed).
+    let mut source = if http_body::Body::is_end_stream(&body) {
+        Source::Empty
+    } else if s.buffer_request {
+        Source::Full(
+            buffer(body, s.max_body, s.body_timeout)
+                .await
+                .map_err(|st| (st, None))?,
+        )
+    } else {
+        let done = Arc::new(Notify::new());
+        let cb = ClientBody {
+            inner: body,
+            seen: 0,
+            limit: s.max_body,
+            idle: s.body_timeout,
+            stall: tokio::time::sleep(s.body_timeout),
+        };
+        Source::Stream(Some((
+            ReqBody::Stream {
+                inner: Box::pin(cb),
+                done: done.clone(),
+            },
+            done,
+        )))
+    };
+
+    if let Some(m) = &s.mirror {
+        if source.replayable() && m.take() {
+            mirror(m, &head, &source);
+        }
+    }
+
+    // Sticky session: a server named by the signed cookie, or learned from the app's cookie.
+    let sticky = up.settings.sticky.as_ref();
+    let prefer = match sticky {
+        Some(StickySettings::Insert {
+            cookie: c, secret, ..
+        }) => cookie(&parts.headers, c)
+            .and_then(|v| sticky::verify(secret, v))
+            .and_then(|id| up.peer_by_id(&id)),
+        Some(StickySettings::Learn { cookie: c }) => {
+            cookie(&parts.headers, c).and_then(|v| up.learned(v))
+        }
+        None => None,
+    };
+    let hash = group
+        .key
+        .as_ref()
+        .and_then(|k| hash_of(k, parts, x, &s.trusted));
+
+    let _permit = up.admit().await.map_err(|e| {
+        tracing::warn!(upstream = %up.settings.name, "{e}");
+        overloaded()
+    })?;
+
+    let retry = &up.settings.retry;
+    let method_retryable = retry.methods.contains(&parts.method);
+    let read_timeout = s.read_timeout.unwrap_or(up.settings.read_timeout);
+    up.budget.on_request();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut attempts = 0u32;
+    let mut stale_retries = 0u32;
+    let mut pending: Option<Request<ReqBody>> = None;
+    let mut last_err: Option<UpstreamError> = None;
+    loop {
+        let Some(peer) = up.select(&Pick {
+            hash,
+            prefer,
+            exclude: &tried,
+        }) else {
+            return Err(match last_err {
+                Some(e) => {
+                    tracing::warn!(upstream = %up.settings.name, error = %e, request_id = ?x.request_id, "proxy failed");
+                    (e.status(), None)
+                }
+                None => {
+                    tracing::warn!(upstream = %up.settings.name, request_id = ?x.request_id, "no usable upstream server");
+                    overloaded()
+                }
+            });
+        };
+        attempts += 1;
+        let inflight = peer.start();
+        let conn = if upgrade {
+            peer.connect_upgradable().await
+        } else {
+            peer.checkout().await
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                peer.record_failure(&e.to_string());
+                tried.push(peer.index);
+                // Nothing was sent: any method may go to the next server.
+                let allowed = match e.class() {
+                    ErrorClass::Error => retry.on_error,
+                    ErrorClass::Timeout => retry.on_timeout,
+                    ErrorClass::Client => false,
+                };
+                if allowed && attempts < retry.tries && up.budget.try_retry() {
+                    up.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(server = %peer.label, error = %e, "retrying on another server");
+                    last_err = Some(e);
+                    continue;
+                }
+                tracing::warn!(upstream = %up.settings.name, error = %e, request_id = ?x.request_id, "proxy failed");
+                return Err((e.status(), None));
+            }
+        };
+        let (req, done) = match pending.take() {
+            Some(r) => (r, None),
+            None => {
+                let Some((b, done)) = source.take() else {
+                    return Err((
+                        last_err.map_or(StatusCode::BAD_GATEWAY, |e| e.status()),
+                        None,
+                    ));
+                };
+                let mut r = Request::new(b);
+                *r.method_mut() = head.method().clone();
+                *r.uri_mut() = head.uri().clone();
+                *r.version_mut() = Version::HTTP_11;
+                *r.headers_mut() = head.headers().clone();
+                if matches!(s.host, HostMode::Upstream) {
+                    if let Ok(v) = HeaderValue::from_str(&peer.label) {
+                        r.headers_mut().insert(header::HOST, v);
+                    }
+                } else if let HostMode::Fixed(t) = &s.host {
+                    if let Ok(v) = HeaderValue::from_str(&t.replace("$host", &x.host)) {
+                        r.headers_mut().insert(header::HOST, v);
+                    }
+                }
+                (r, done)
+            }
+        };
+        let started = Instant::now();
+        match rampart_upstream::send(conn, req, read_timeout, done, inflight).await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let counts_as_failure = up.settings.breaker.fail_on_5xx && status >= 500;
+                if counts_as_failure {
+                    peer.record_failure(&format!("status {status}"));
+                } else {
+                    peer.record_success(started.elapsed());
+                }
+                if retry.statuses.contains(&status)
+                    && method_retryable
+                    && source.replayable()
+                    && attempts < retry.tries
+                    && up.budget.try_retry()
+                {
+                    up.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tried.push(peer.index);
+                    tracing::info!(server = %peer.label, status, "retrying on another server");
+                    continue;
+                }
+                return Ok(respond(s, up, &peer, prefer, resp, on_upgrade));
+            }
+            Err(f) => {
+                if let Some(r) = f.unsent {
+                    // A pooled connection closed under us before the request left: send the
+                    // same request again (not a retry: the server never saw it).
+                    if stale_retries < 3 {
+                        stale_retries += 1;
+                        attempts -= 1;
+                        pending = Some(r);
+                        continue;
+                    }
+                }
+                let e = f.error;
+                if e.class() == ErrorClass::Client {
+                    tracing::info!(error = %e, request_id = ?x.request_id, "client body failed while proxying");
+                    let st = if e.to_string().contains("too large") {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    return Err((
+                        st,
+                        Some((header::CONNECTION, HeaderValue::from_static("close"))),
+                    ));
+                }
+                peer.record_failure(&e.to_string());
+                tried.push(peer.index);
+                let allowed = match e.class() {
+                    ErrorClass::Error => retry.on_error,
+                    ErrorClass::Timeout => retry.on_timeout,
+                    ErrorClass::Client => false,
+                };
+                if allowed
+                    && method_retryable
+                    && source.replayable()
+                    && attempts < retry.tries
+                    && up.budget.try_retry()
+                {
+                    up.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(server = %peer.label, error = %e, "retrying on another server");
+                    last_err = Some(e);
+                    continue;
+                }
+                tracing::warn!(upstream = %up.settings.name, error = %e, request_id = ?x.request_id, "proxy failed");
+                return Err((e.status(), None));
+            }
+        }
+    }
+}
+
+/// Response side: hop-by-hop headers out, sticky cookie in, body streamed (or a tunnel).
+fn respond(
+    s: &ProxySettings,
+    up: &Arc<Upstream>,
+    peer: &Arc<rampart_upstream::Peer>,
+    prefer: Option<usize>,
+    mut resp: Response<rampart_upstream::ResBody>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let named = connection_named(resp.headers());
+    let upgrade_hdr = resp.headers().get(header::UPGRADE).cloned();
+    {
+        let h = resp.headers_mut();
+        let drop: Vec<HeaderName> = h.keys().filter(|n| is_hop(n, &named)).cloned().collect();
+        for n in drop {
+            h.remove(n);
+        }
+    }
+    match up.settings.sticky.as_ref() {
+        Some(StickySettings::Insert {
+            cookie: c,
+            secret,
+            max_age,
+        }) if prefer != Some(peer.index) => {
+            let mut v = format!(
+                "{c}={}; Path=/; HttpOnly; SameSite=Lax",
+                sticky::sign(secret, &peer.settings.id)
+            );
+            if let Some(a) = max_age {
+                v.push_str(&format!("; Max-Age={}", a.as_secs()));
+            }
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        Some(StickySettings::Learn { cookie: c }) => {
+            let prefix = format!("{c}=");
+            for v in resp.headers().get_all(header::SET_COOKIE) {
+                if let Some(val) = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.strip_prefix(prefix.as_str()))
+                    .map(|s| s.split(';').next().unwrap_or_default())
+                {
+                    up.learn(val, peer.index);
+                }
+            }
+        }
+        _ => {}
+    }
+    if switching {
+        if let (Some(client), Some(u)) = (on_upgrade, upgrade_hdr) {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let idle = s.websocket_idle;
+            tokio::spawn(async move {
+                match tokio::join!(client, upstream_side) {
+                    (Ok(c), Ok(u)) => tunnel(c, u, idle).await,
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::info!(error = %e, "WebSocket upgrade failed")
+                    }
+                }
+            });
+            let (mut parts, _) = resp.into_parts();
+            parts.headers.insert(header::UPGRADE, u);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            return Response::from_parts(parts, Body::Empty);
+        }
+    }
+    resp.map(Body::stream)
+}
+
+/// Copies bytes both ways until either side closes or nothing moves for `idle`.
+async fn tunnel(
+    client: hyper::upgrade::Upgraded,
+    upstream: hyper::upgrade::Upgraded,
+    idle: Duration,
+) {
+    use hyper_util::rt::TokioIo;
+    let last = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut a = Activity {
+        io: TokioIo::new(client),
+        last: last.clone(),
+        start,
+    };
+    let mut b = Activity {
+        io: TokioIo::new(upstream),
+        last: last.clone(),
+        start,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    let tick = (idle / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = tokio::time::sleep(tick) => {
+                let quiet = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                if quiet >= idle {
+                    tracing::debug!("WebSocket tunnel idle: closing");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An I/O wrapper that notes when bytes last moved.
+struct Activity<T> {
+    io: T,
+    last: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl<T> Activity<T> {
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Activity<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Sends a copy of the request to the mirror group in the background; its answer is read and
+/// dropped. Never waits: with every mirror slot busy, the copy is skipped.
+fn mirror(m: &Mirror, head: &Request<()>, source: &Source) {
+    let Ok(slot) = m.slots.clone().try_acquire_owned() else {
+        return;
+    };
+    let body = match source {
+        Source::Full(b) => ReqBody::Full(Some(b.clone())),
+        _ => ReqBody::Empty,
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method().clone();
+    *req.uri_mut() = head.uri().clone();
+    *req.headers_mut() = head.headers().clone();
+    let up = m.group.upstream.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let Some(peer) = up.select(&Pick::default()) else {
+            return;
+        };
+        let inflight = peer.start();
+        let Ok(conn) = peer.checkout().await else {
+            return;
+        };
+        let rt = up.settings.read_timeout;
+        if let Ok(resp) = rampart_upstream::send(conn, req, rt, None, inflight).await {
+            use http_body_util::BodyExt;
+            let mut b = resp.into_body();
+            // Drain so the connection can be reused; bounded by the read timeout per frame.
+            while let Some(Ok(_)) = b.frame().await {}
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_cidrs() {
+        let t = Trusted::new(vec![
+            ("10.0.0.0".parse().unwrap(), 8),
+            ("::1".parse().unwrap(), 128),
+        ]);
+        assert!(t.contains("10.1.2.3".parse().unwrap()));
+        assert!(!t.contains("11.0.0.1".parse().unwrap()));
+        assert!(t.contains("::1".parse().unwrap()));
+        assert!(t.contains("::ffff:10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cookies_and_args() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; sid=xyz"));
+        assert_eq!(cookie(&h, "sid"), Some("xyz"));
+        assert_eq!(cookie(&h, "s"), None);
+        let u: Uri = "/p?x=1&user=bob&flag".parse().unwrap();
+        assert_eq!(query_arg(&u, "user"), Some("bob"));
+        assert_eq!(query_arg(&u, "flag"), Some(""));
+        assert_eq!(query_arg(&u, "nope"), None);
+    }
+
+    #[test]
+    fn mirror_share_is_exact() {
+        let up = Arc::new(
+            Upstream::new(rampart_upstream::UpstreamSettings {
+                name: "m".into(),
+                peers: vec![],
+                method: rampart_upstream::Method::RoundRobin,
+                connect_timeout: Duration::from_secs(1),
+                send_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
+                pool: rampart_upstream::PoolSettings {
+                    max_idle: 1,
+                    idle_timeout: Duration::from_secs(1),
+                    max_requests: 0,
+                },
+                health: None,
+                breaker: rampart_upstream::BreakerSettings {
+                    max_fails: 0,
+                    fail_on_5xx: false,
+                    cooldown: Duration::from_secs(1),
+                    max_cooldown: Duration::from_secs(1),
+                },
+                retry: rampart_upstream::RetrySettings {
+                    tries: 1,
+                    methods: vec![],
+                    on_error: false,
+                    on_timeout: false,
+                    statuses: vec![],
+                    budget_percent: 0,
+                    min_per_sec: 0,
+                },
+                max_inflight: 0,
+                max_queue: 0,
+                queue_timeout: Duration::from_secs(1),
+                slow_start: Duration::ZERO,
+                sticky: None,
+                dns_refresh: Duration::from_secs(30),
+            })
+            .unwrap(),
+        );
+        let m = Mirror::new(
+            Group {
+                upstream: up,
+                key: None,
+            },
+            12.5,
+        );
+        let n = (0..10_000).filter(|_| m.take()).count();
+        assert_eq!(n, 1250);
+    }
+}
