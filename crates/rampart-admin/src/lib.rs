@@ -72,11 +72,12 @@ impl HttpService for Admin {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, plain, "ok\n"),
             (&Method::GET | &Method::HEAD, "/metrics") => {
                 let snap = self.rt.snapshot();
-                let body = self
+                let mut body = self
                     .rt
                     .shared
                     .metrics
                     .render((self.open_connections)(), snap.generation);
+                body.push_str(&rampart_app::metrics::render_upstreams(&snap.upstreams));
                 text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -143,3 +143,74 @@ impl Metrics {
         o
     }
 }
+
+/// Renders upstream groups and servers: state, load and failure counters. Counters restart
+/// when a reload changes a group's settings (a new group is built then).
+pub fn render_upstreams(groups: &[Arc<rampart_upstream::Upstream>]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    if groups.is_empty() {
+        return o;
+    }
+    let series: [(&str, &str, &str); 8] = [
+        ("rampart_upstream_server_up", "gauge", "1 when the server takes requests (health checks pass, breaker not open, not down or draining)."),
+        ("rampart_upstream_server_health_up", "gauge", "1 when active health checks pass (or none are configured)."),
+        ("rampart_upstream_server_breaker_open", "gauge", "1 when the passive-health circuit breaker is open (server ejected)."),
+        ("rampart_upstream_server_inflight", "gauge", "Requests in flight to the server."),
+        ("rampart_upstream_server_requests_total", "counter", "Requests sent to the server."),
+        ("rampart_upstream_server_failures_total", "counter", "Failed requests (connect errors, timeouts, counted 5xx)."),
+        ("rampart_upstream_server_ejections_total", "counter", "Times the breaker ejected the server."),
+        ("rampart_upstream_server_connections_total", "counter", "Connections opened to the server."),
+    ];
+    let now = std::time::Instant::now();
+    for (name, kind, help) in series {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for g in groups {
+            for p in g.peers() {
+                let v: u64 = match name {
+                    "rampart_upstream_server_up" => u64::from(p.usable(now)),
+                    "rampart_upstream_server_health_up" => u64::from(p.healthy()),
+                    "rampart_upstream_server_breaker_open" => {
+                        u64::from(p.breaker_state() == rampart_upstream::BreakerState::Open)
+                    }
+                    "rampart_upstream_server_inflight" => u64::from(p.inflight()),
+                    "rampart_upstream_server_requests_total" => {
+                        p.stats.requests.load(Ordering::Relaxed)
+                    }
+                    "rampart_upstream_server_failures_total" => {
+                        p.stats.failures.load(Ordering::Relaxed)
+                    }
+                    "rampart_upstream_server_ejections_total" => {
+                        p.stats.ejections.load(Ordering::Relaxed)
+                    }
+                    _ => p.stats.connects.load(Ordering::Relaxed),
+                };
+                let _ = writeln!(
+                    o,
+                    "{name}{{upstream=\"{}\",server=\"{}\"}} {v}",
+                    esc(&g.settings.name),
+                    esc(&p.settings.id)
+                );
+            }
+        }
+    }
+    let _ = writeln!(o, "# HELP rampart_upstream_retries_total Retries made, by upstream.\n# TYPE rampart_upstream_retries_total counter");
+    for g in groups {
+        let _ = writeln!(
+            o,
+            "rampart_upstream_retries_total{{upstream=\"{}\"}} {}",
+            esc(&g.settings.name),
+            g.stats.retries.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(o, "# HELP rampart_upstream_rejected_total Requests refused with 503 by in-flight limits or for want of a usable server.\n# TYPE rampart_upstream_rejected_total counter");
+    for g in groups {
+        let _ = writeln!(
+            o,
+            "rampart_upstream_rejected_total{{upstream=\"{}\"}} {}",
+            esc(&g.settings.name),
+            g.stats.rejected.load(Ordering::Relaxed) + g.stats.no_server.load(Ordering::Relaxed)
+        );
+    }
+    o
+}
