@@ -33,6 +33,7 @@ pub fn compile(
 ) -> Result<Snapshot, CompileError> {
     let mut hosts = Hosts::default();
     let mut used: Used = Vec::new();
+    let mut wafs = HashMap::new();
     for (si, s) in cfg.servers.iter().enumerate() {
         let label = s
             .server_names
@@ -50,7 +51,9 @@ pub fn compile(
             })?;
         let mut routes = Vec::new();
         for r in &s.routes {
-            routes.push(Arc::new(compile_route(&label, r, &cfg, shared, &mut used)?));
+            routes.push(Arc::new(compile_route(
+                &label, s, r, &cfg, shared, &mut used, &mut wafs,
+            )?));
         }
         let site = Arc::new(Site {
             label: label.clone(),
@@ -144,10 +147,12 @@ fn compress_settings(c: &rampart_config::Compress) -> Option<Arc<CompressSetting
 
 fn compile_route(
     site: &str,
+    server: &rampart_config::Server,
     r: &RouteCfg,
     cfg: &Config,
     shared: &Shared,
     used: &mut Used,
+    wafs: &mut HashMap<String, Arc<crate::waf::WafPolicy>>,
 ) -> Result<Route, CompileError> {
     let (path, label) = if let Some(e) = &r.exact {
         (PathMatch::Exact(e.clone()), format!("= {e}"))
@@ -239,7 +244,20 @@ fn compile_route(
         .map(HeaderValue::from_str)
         .transpose()
         .map_err(|_| err("bad cache_control value"))?;
+    let waf = match r.waf.as_ref().or(server.waf.as_ref()) {
+        Some(w) => waf_policy(w, wafs)?,
+        None => None,
+    };
+    let access = match r.access.as_ref().or(server.access.as_ref()) {
+        Some(a) => {
+            let rules = access_rules(a, &format!("{site}|{label}"), shared)?;
+            (!rules.is_empty()).then(|| Arc::new(rules))
+        }
+        None => None,
+    };
     Ok(Route {
+        waf,
+        access,
         metrics: shared.metrics.route(site, &label),
         label,
         path,
@@ -554,5 +572,214 @@ fn proxy_settings(
             .map_or(Duration::from_secs(600), |d| d.0),
         mirror,
         trusted: Arc::new(trusted),
+    })
+}
+
+/// Engine settings used with `crs = PATH` when no `rules` give their own (ModSecurity's
+/// recommended modsecurity.conf, abridged): bodies inspected, JSON/XML parsed, limits set.
+const WAF_ENGINE_DEFAULTS: &str = r#"
+SecRequestBodyAccess On
+SecRequestBodyLimit 13107200
+SecRequestBodyNoFilesLimit 131072
+SecRequestBodyLimitAction Reject
+SecResponseBodyAccess On
+SecResponseBodyMimeType text/plain text/html text/xml
+SecResponseBodyLimit 524288
+SecResponseBodyLimitAction ProcessPartial
+SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:application(?:/soap\+|/)|text/)xml" "id:1010,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
+SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.-]+\+)?json" "id:1011,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
+"#;
+
+/// Files from disk, plus a few generated in memory (names starting with `<rampart>/`).
+struct WafLoader {
+    mem: rampart_waf::MemoryLoader,
+    fs: rampart_waf::FsLoader,
+}
+
+impl rampart_waf::Loader for WafLoader {
+    fn read(&self, path: &str) -> Result<String, String> {
+        if path.starts_with("<rampart>/") {
+            self.mem.read(path)
+        } else {
+            self.fs.read(path)
+        }
+    }
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+        if pattern.starts_with("<rampart>/") {
+            self.mem.glob(pattern)
+        } else {
+            self.fs.glob(pattern)
+        }
+    }
+}
+
+/// Loads a WAF policy (shared by every route with the same settings in one config).
+pub fn waf_policy(
+    w: &rampart_config::Waf,
+    cache: &mut HashMap<String, Arc<crate::waf::WafPolicy>>,
+) -> Result<Option<Arc<crate::waf::WafPolicy>>, CompileError> {
+    use rampart_waf::{EngineMode, RuleSet};
+    let mode = match w.mode {
+        rampart_config::WafMode::Off => return Ok(None),
+        rampart_config::WafMode::Block => EngineMode::On,
+        rampart_config::WafMode::Detect => EngineMode::DetectionOnly,
+    };
+    let key = serde_json::to_string(w).unwrap_or_default();
+    if let Some(p) = cache.get(&key) {
+        return Ok(Some(p.clone()));
+    }
+    let (rules, report) = if w.rules.is_empty() && w.crs.is_none() {
+        let rs = RuleSet::builtin().map_err(|e| err(format!("built-in WAF policy: {e}")))?;
+        (rs, None)
+    } else {
+        let mut mem = rampart_waf::MemoryLoader::new();
+        let mut paths: Vec<String> = Vec::new();
+        if w.rules.is_empty() {
+            mem = mem.with("<rampart>/engine.conf", WAF_ENGINE_DEFAULTS);
+            paths.push("<rampart>/engine.conf".into());
+        }
+        paths.extend(w.rules.iter().cloned());
+        if let Some(crs) = &w.crs {
+            let setup = ["crs-setup.conf", "crs-setup.conf.example"]
+                .iter()
+                .map(|f| crs.join(f))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    err(format!(
+                        "{}: no crs-setup.conf or crs-setup.conf.example",
+                        crs.display()
+                    ))
+                })?;
+            paths.push(setup.display().to_string());
+            let mut gen = String::new();
+            if let Some(pl) = w.paranoia {
+                gen.push_str(&format!(
+                    "SecAction \"id:99000001,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level={pl},setvar:tx.detection_paranoia_level={pl}\"\n"
+                ));
+            }
+            if let Some(t) = w.anomaly_threshold {
+                gen.push_str(&format!(
+                    "SecAction \"id:99000002,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold={t}\"\n"
+                ));
+            }
+            if !gen.is_empty() {
+                mem = mem.with("<rampart>/crs-settings.conf", &gen);
+                paths.push("<rampart>/crs-settings.conf".into());
+            }
+            paths.push(crs.join("rules/*.conf").display().to_string());
+        }
+        if !w.exclusions.is_empty() {
+            mem = mem.with("<rampart>/exclusions.conf", &w.exclusions.join("\n"));
+            paths.push("<rampart>/exclusions.conf".into());
+        }
+        let loader = WafLoader {
+            mem,
+            fs: rampart_waf::FsLoader::new(),
+        };
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        let (rs, report) =
+            RuleSet::load(&loader, &refs).map_err(|e| err(format!("WAF rules: {e}")))?;
+        tracing::info!(
+            rules = report.rules,
+            files = report.files.len(),
+            fancy_regex = report.fancy_regex_count(),
+            took = ?started.elapsed(),
+            "WAF rules loaded"
+        );
+        (rs, Some(report))
+    };
+    if let Some(r) = &report {
+        for u in &r.unsupported {
+            tracing::warn!("WAF: unsupported, no effect: {u:?}");
+        }
+    }
+    let audit = match w.audit_log.as_str() {
+        "off" => None,
+        path => Some(Arc::new(
+            crate::waf::AuditSink::open(path)
+                .map_err(|e| err(format!("WAF audit log {path}: {e}")))?,
+        )),
+    };
+    let policy = Arc::new(crate::waf::WafPolicy {
+        rules: rules.with_engine_mode(mode),
+        audit,
+        body_limit: 13_107_200,
+    });
+    cache.insert(key, policy.clone());
+    Ok(Some(policy))
+}
+
+/// Compiles access rules; rate limiters keep their state across reloads when unchanged.
+pub fn access_rules(
+    a: &rampart_config::Access,
+    scope: &str,
+    shared: &Shared,
+) -> Result<crate::access::AccessRules, CompileError> {
+    use crate::access::{AccessRules, IpList, PerIp, RateKey, RateLimiter};
+    use crate::handlers::proxy::Trusted;
+    let list = |v: &[String]| -> Option<IpList> {
+        (!v.is_empty()).then(|| {
+            IpList(Trusted::new(
+                v.iter()
+                    .filter_map(|t| rampart_config::parse_cidr(t))
+                    .collect(),
+            ))
+        })
+    };
+    let mut deny: Vec<String> = a.deny.clone();
+    for f in &a.deny_files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| err(format!("deny file {}: {e}", f.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            let t = line.split('#').next().unwrap_or("").trim();
+            if t.is_empty() {
+                continue;
+            }
+            if rampart_config::parse_cidr(t).is_none() {
+                return Err(err(format!(
+                    "{}:{}: invalid address or CIDR {t:?}",
+                    f.display(),
+                    n + 1
+                )));
+            }
+            deny.push(t.to_string());
+        }
+    }
+    let rate = match &a.rate_limit {
+        Some(r) => {
+            let key = serde_json::to_string(r).unwrap_or_default() + scope;
+            let mut reg = shared.limiters.lock().unwrap_or_else(|e| e.into_inner());
+            reg.retain(|_, w| w.strong_count() > 0);
+            match reg.get(&key).and_then(std::sync::Weak::upgrade) {
+                Some(l) => Some(l),
+                None => {
+                    let k = match r.key.as_str() {
+                        "ip" => RateKey::Ip,
+                        "route" => RateKey::Route,
+                        h => RateKey::Header(
+                            HeaderName::from_bytes(h.trim_start_matches("header:").as_bytes())
+                                .map_err(|_| err(format!("bad rate limit key {h:?}")))?,
+                        ),
+                    };
+                    let l = Arc::new(RateLimiter::new(r.rate, r.burst, k));
+                    reg.insert(key, Arc::downgrade(&l));
+                    Some(l)
+                }
+            }
+        }
+        None => None,
+    };
+    Ok(AccessRules {
+        allow: list(&a.allow),
+        deny: list(&deny),
+        per_ip: (a.max_inflight_per_ip > 0).then(|| PerIp::new(a.max_inflight_per_ip)),
+        rate,
+        csrf: a.csrf.then(|| {
+            a.csrf_trusted_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect()
+        }),
     })
 }

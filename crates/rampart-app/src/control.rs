@@ -31,6 +31,10 @@ pub struct Shared {
     pub upstreams: std::sync::Mutex<
         std::collections::HashMap<String, std::sync::Weak<rampart_upstream::Upstream>>,
     >,
+    /// Rate limiters by settings and route, so a reload keeps their buckets.
+    pub limiters: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Weak<crate::access::RateLimiter>>,
+    >,
 }
 
 /// The application as the server sees it.

@@ -1,6 +1,7 @@
 //! Rampart's request path: config → snapshot → router → access checks → handler → filters → log.
 //!
 //! Start at [`pipeline`]: it reads top to bottom in the order a request travels.
+pub mod access;
 pub mod compile;
 pub mod control;
 pub mod exchange;
@@ -13,5 +14,6 @@ pub mod reqid;
 pub mod router;
 pub mod snapshot;
 mod timefmt;
+pub mod waf;
 
 pub use control::{conn_limits, App, Runtime, Shared};

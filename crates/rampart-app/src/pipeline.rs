@@ -3,8 +3,8 @@
 //! 1. **admit**: protocol checks before anything else (Host, URI length, absolute-form, framing);
 //!    a malformed request gets 400/414 and its connection is closed.
 //! 2. **route**: virtual host by `Host`, then the route (see `router.rs` for the precedence).
-//! 3. **access**: per-route checks — body size today; IP rules, rate limits, WAF and auth join
-//!    here as they land, each returning `Flow::Reply` to answer early.
+//! 3. **access**: per-route checks — body size, IP allow/deny, in-flight per address, rate
+//!    limit, CSRF (`access.rs`), then the WAF's request phases (`waf.rs`); each may answer.
 //! 4. **content**: exactly one handler answers (reverse proxy, static files, `return`,
 //!    built-in pages).
 //! 5. **errors**: a 4xx/5xx may be replaced by the configured error page.
@@ -95,10 +95,60 @@ pub async fn handle(
         return finish(snap, Some(&site), Some(&route), x, resp);
     }
 
+    // 3b. IP rules, rate limit, CSRF
+    let mut held = Held::default();
+    if let Some(rules) = &route.access {
+        match rules.check(conn.peer.ip(), &parts) {
+            Ok(slot) => held._slot = slot,
+            Err(refusal) => {
+                tracing::info!(reason = refusal.reason, client = %conn.peer.ip(), path = %x.path, "refused");
+                let mut r = error_response(&site, Some(&route), refusal.status, &parts, &x).await;
+                if let Some((n, v)) = refusal.header {
+                    r.headers_mut().insert(n, v);
+                }
+                return finish(snap, Some(&site), Some(&route), x, r);
+            }
+        }
+    }
+
+    // 3c. WAF, phases 1–2 (reads the body when rules inspect it)
+    let mut body = Some(body);
+    let mut inspected: Option<Bytes> = None;
+    if let Some(policy) = &route.waf {
+        let mut tx = policy.rules.transaction();
+        let verdict = crate::waf::request(
+            policy,
+            &mut tx,
+            &parts,
+            &mut body,
+            &x,
+            snap.limits.body_read_timeout,
+        )
+        .await;
+        held.waf = Some((policy.clone(), tx));
+        match verdict {
+            Ok(crate::waf::Verdict::Pass(b)) => inspected = b,
+            Ok(crate::waf::Verdict::Block(resp)) => {
+                return finish_held(snap, Some(&site), Some(&route), x, resp, held);
+            }
+            Err(status) => {
+                let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return finish_held(snap, Some(&site), Some(&route), x, r, held);
+            }
+        }
+    }
+
     // 4. content, proxied: the body streams upstream; the upstream's own error pages pass
     // through (nginx's proxy_intercept_errors off), ours (502/503/504) get the error pages.
     if let Handler::Proxy(p) = &route.handler {
-        let resp = match proxy::forward(p, &parts, body, &x, on_upgrade).await {
+        let input = match (inspected, body) {
+            (Some(b), _) => proxy::BodyIn::Buffered(b),
+            (None, Some(b)) => proxy::BodyIn::Stream(b),
+            (None, None) => proxy::BodyIn::Buffered(Bytes::new()),
+        };
+        let resp = match proxy::forward(p, &parts, input, &x, on_upgrade).await {
             Ok(resp) => resp,
             Err((status, extra)) => {
                 let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
@@ -108,20 +158,26 @@ pub async fn handle(
                 r
             }
         };
+        let resp = match held.waf.as_mut() {
+            Some((_, tx)) => crate::waf::response(tx, resp, &x).await,
+            None => resp,
+        };
         let resp = filter(&site, &route, &parts, resp);
-        return finish(snap, Some(&site), Some(&route), x, resp);
+        return finish_held(snap, Some(&site), Some(&route), x, resp, held);
     }
 
     // Other handlers do not read request bodies: read and discard it now (bounded), as nginx
     // does, so bad chunking or an oversized chunked body gets its 400/413 and the connection
     // stays usable.
-    if let Err(status) =
-        discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
-    {
-        let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return finish(snap, Some(&site), Some(&route), x, resp);
+    if let Some(body) = body {
+        if let Err(status) =
+            discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
+        {
+            let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return finish_held(snap, Some(&site), Some(&route), x, resp, held);
+        }
     }
 
     // 4. content
@@ -142,10 +198,14 @@ pub async fn handle(
             r
         }
     };
-    // 5–6. errors were rendered above; now the response filters
+    // 5–6. errors were rendered above; now the response filters (WAF phases 3–4 first)
+    let resp = match held.waf.as_mut() {
+        Some((_, tx)) => crate::waf::response(tx, resp, &x).await,
+        None => resp,
+    };
     let resp = filter(&site, &route, &parts, resp);
-    // 7. log (in finish)
-    finish(snap, Some(&site), Some(&route), x, resp)
+    // 7. log (in finish; WAF phase 5 and its audit log too)
+    finish_held(snap, Some(&site), Some(&route), x, resp, held)
 }
 
 /// Protocol checks every request passes before routing.
@@ -486,7 +546,26 @@ fn finish(
     site: Option<&Arc<Site>>,
     route: Option<&Arc<Route>>,
     x: Exchange,
+    resp: Response<Body>,
+) -> Response<Body> {
+    finish_held(snap, site, route, x, resp, Held::default())
+}
+
+/// What a request holds until its response is done: its WAF transaction (phase 5 and the
+/// audit log run then) and its in-flight slot of the per-address limit.
+#[derive(Default)]
+struct Held {
+    waf: Option<(Arc<crate::waf::WafPolicy>, rampart_waf::Transaction)>,
+    _slot: Option<crate::access::Slot>,
+}
+
+fn finish_held(
+    snap: &Snapshot,
+    site: Option<&Arc<Site>>,
+    route: Option<&Arc<Route>>,
+    x: Exchange,
     mut resp: Response<Body>,
+    held: Held,
 ) -> Response<Body> {
     let h = resp.headers_mut();
     if let Some(s) = &snap.server_header {
@@ -500,6 +579,7 @@ fn finish(
         unrouted: snap.unrouted.clone(),
         x,
         status,
+        held,
     };
     match resp.body() {
         Body::Stream(_) => resp.map(|b| {
@@ -528,10 +608,14 @@ struct LogAt {
     unrouted: Arc<crate::metrics::RouteMetrics>,
     x: Exchange,
     status: u16,
+    held: Held,
 }
 
 impl LogAt {
     fn write(self, bytes: u64) {
+        if let Some((policy, tx)) = self.held.waf {
+            crate::waf::finish(&policy, tx, &self.x, self.status);
+        }
         let took = self.x.started.elapsed();
         let m = self.route.as_ref().map_or(&self.unrouted, |r| &r.metrics);
         m.record(self.status, bytes, took);

@@ -87,6 +87,10 @@ pub struct Route {
     pub compress: Option<Arc<CompressSettings>>,
     /// Counters and histograms.
     pub metrics: Arc<RouteMetrics>,
+    /// Web application firewall.
+    pub waf: Option<Arc<crate::waf::WafPolicy>>,
+    /// IP rules, rate limit, CSRF.
+    pub access: Option<Arc<crate::access::AccessRules>>,
 }
 
 /// Content handlers.

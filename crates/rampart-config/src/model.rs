@@ -151,6 +151,10 @@ pub struct Server {
     pub error_pages: BTreeMap<String, String>,
     /// Response headers for every route of this server (routes add to them).
     pub headers: HeaderOps,
+    /// Web application firewall for every route of this server (a route's own `waf` wins).
+    pub waf: Option<Waf>,
+    /// Access rules (IP allow/deny, rate limits) for every route of this server.
+    pub access: Option<Access>,
     /// Routes, tried in nginx's order (exact, longest prefix, regex in file order).
     #[serde(rename = "route")]
     pub routes: Vec<Route>,
@@ -165,6 +169,8 @@ impl Default for Server {
             access_log: AccessLog::default(),
             error_pages: BTreeMap::new(),
             headers: HeaderOps::default(),
+            waf: None,
+            access: None,
             routes: Vec::new(),
         }
     }
@@ -270,6 +276,11 @@ pub struct Route {
     pub split_rules: Vec<SplitRule>,
     /// Proxy: copy a share of requests to another upstream; its answers are discarded.
     pub mirror: Option<Mirror>,
+
+    /// Web application firewall of this route (replaces the server's).
+    pub waf: Option<Waf>,
+    /// Access rules of this route (replace the server's).
+    pub access: Option<Access>,
 
     /// Index files tried for a directory request.
     pub index: Option<Vec<String>>,
@@ -694,4 +705,94 @@ pub struct Sticky {
     pub secret: Option<String>,
     /// `Max-Age` of the inserted cookie (default: a session cookie).
     pub max_age: Option<Dur>,
+}
+
+/// Web application firewall settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Waf {
+    /// `block` (deny what the rules deny), `detect` (log only) or `off`.
+    pub mode: WafMode,
+    /// OWASP CRS directory (with `crs-setup.conf` or `crs-setup.conf.example` and `rules/`).
+    /// Without `crs` and `rules`, Rampart's built-in policy is used.
+    pub crs: Option<PathBuf>,
+    /// SecLang files or globs loaded in order, before CRS (engine settings, exclusions…).
+    pub rules: Vec<String>,
+    /// CRS paranoia level 1–4.
+    pub paranoia: Option<u8>,
+    /// CRS inbound anomaly score threshold (CRS default 5).
+    pub anomaly_threshold: Option<u32>,
+    /// SecLang directives applied after every rule is loaded, e.g.
+    /// `"SecRuleRemoveById 942100"` or `"SecRuleUpdateTargetById 942100 !ARGS:q"`.
+    pub exclusions: Vec<String>,
+    /// JSON-lines audit log of matched rules (`"off"`, `"stderr"` or a path).
+    pub audit_log: String,
+}
+
+impl Default for Waf {
+    fn default() -> Self {
+        Waf {
+            mode: WafMode::Block,
+            crs: None,
+            rules: Vec::new(),
+            paranoia: None,
+            anomaly_threshold: None,
+            exclusions: Vec::new(),
+            audit_log: "off".into(),
+        }
+    }
+}
+
+/// WAF modes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum WafMode {
+    #[default]
+    Block,
+    Detect,
+    Off,
+}
+
+/// IP rules and rate limits.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// Addresses/CIDRs allowed (when set, everyone else gets 403).
+    pub allow: Vec<String>,
+    /// Addresses/CIDRs denied (403).
+    pub deny: Vec<String>,
+    /// Files with one address/CIDR per line (`#` comments) added to `deny`.
+    pub deny_files: Vec<PathBuf>,
+    /// Rate limit (token bucket per key) → 429 with `Retry-After`.
+    pub rate_limit: Option<RateLimit>,
+    /// Requests in flight per client address at most (0 = no limit) → 429.
+    pub max_inflight_per_ip: u32,
+    /// CSRF defence: state-changing requests must carry an `Origin` (or `Referer`) whose host
+    /// is the request's `Host` or one of `csrf_trusted_origins` → else 403.
+    pub csrf: bool,
+    /// Extra origins (`https://app.example.com`) accepted by the CSRF check.
+    pub csrf_trusted_origins: Vec<String>,
+}
+
+/// A token-bucket rate limit.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Sustained requests per second per key.
+    pub rate: f64,
+    /// Requests allowed in a burst above the rate.
+    pub burst: u32,
+    /// What a client is: `"ip"`, `"header:NAME"` or `"route"` (one bucket for everyone).
+    pub key: String,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            rate: 10.0,
+            burst: 20,
+            key: "ip".into(),
+        }
+    }
 }

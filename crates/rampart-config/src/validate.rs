@@ -208,6 +208,12 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
         }
         check_headers(&server.headers, sp(&["headers"]), &mut push);
         check_error_pages(&server.error_pages, sp(&["error_pages"]), &mut push);
+        if let Some(w) = &server.waf {
+            check_waf(w, &sp(&["waf"]), &mut push);
+        }
+        if let Some(a) = &server.access {
+            check_access(a, &sp(&["access"]), &mut push);
+        }
         check_routes(server, si, &cfg.upstreams, &mut push);
     }
     for (i, t) in cfg.global.trusted_proxies.iter().enumerate() {
@@ -780,6 +786,12 @@ fn check_routes(
         }
         check_handler(r, &rp, push);
         check_proxy_route(r, upstreams, &rp, push);
+        if let Some(w) = &r.waf {
+            check_waf(w, &rp(&["waf"]), push);
+        }
+        if let Some(a) = &r.access {
+            check_access(a, &rp(&["access"]), push);
+        }
         check_headers(&r.headers, rp(&["headers"]), push);
         check_error_pages(&r.error_pages, rp(&["error_pages"]), push);
         if let Some(c) = &r.compress {
@@ -937,5 +949,104 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
             "try_files needs `root` or `alias`".into(),
             None,
         );
+    }
+}
+
+fn check_waf(w: &crate::model::Waf, base: &[PathSeg], push: &mut Push<'_>) {
+    let at = |k: &str| {
+        let mut p = base.to_vec();
+        p.push(PathSeg::Key(k.to_string()));
+        p
+    };
+    if let Some(dir) = &w.crs {
+        if !dir.join("rules").is_dir() {
+            push(
+                at("crs"),
+                format!(
+                    "{} is not an OWASP CRS directory (no rules/ inside)",
+                    dir.display()
+                ),
+                None,
+            );
+        }
+    }
+    for (i, r) in w.rules.iter().enumerate() {
+        if !r.contains(['*', '?']) && !std::path::Path::new(r).is_file() {
+            let mut p = at("rules");
+            p.push(PathSeg::Index(i));
+            push(p, format!("rule file {r:?} not found"), None);
+        }
+    }
+    if let Some(p) = w.paranoia {
+        if !(1..=4).contains(&p) {
+            push(at("paranoia"), "paranoia is 1-4".into(), None);
+        }
+    }
+    if w.anomaly_threshold == Some(0) {
+        push(
+            at("anomaly_threshold"),
+            "anomaly_threshold must be at least 1".into(),
+            None,
+        );
+    }
+}
+
+fn check_access(a: &crate::model::Access, base: &[PathSeg], push: &mut Push<'_>) {
+    let at = |k: &str| {
+        let mut p = base.to_vec();
+        p.push(PathSeg::Key(k.to_string()));
+        p
+    };
+    for (key, list) in [("allow", &a.allow), ("deny", &a.deny)] {
+        for (i, t) in list.iter().enumerate() {
+            if parse_cidr(t).is_none() {
+                let mut p = at(key);
+                p.push(PathSeg::Index(i));
+                push(p, format!("invalid address or CIDR {t:?}"), None);
+            }
+        }
+    }
+    for (i, f) in a.deny_files.iter().enumerate() {
+        if !f.is_file() {
+            let mut p = at("deny_files");
+            p.push(PathSeg::Index(i));
+            push(p, format!("{} not found", f.display()), None);
+        }
+    }
+    if let Some(r) = &a.rate_limit {
+        if !(r.rate > 0.0 && r.rate.is_finite()) {
+            push(
+                at("rate_limit"),
+                "rate must be above 0 (requests per second)".into(),
+                None,
+            );
+        }
+        if r.burst == 0 {
+            push(at("rate_limit"), "burst must be at least 1".into(), None);
+        }
+        let ok = r.key == "ip"
+            || r.key == "route"
+            || r.key.strip_prefix("header:").is_some_and(is_token);
+        if !ok {
+            push(
+                at("rate_limit"),
+                format!(
+                    "invalid rate limit key {:?}: \"ip\", \"route\" or \"header:NAME\"",
+                    r.key
+                ),
+                suggest(&r.key, ["ip", "route"]),
+            );
+        }
+    }
+    for (i, o) in a.csrf_trusted_origins.iter().enumerate() {
+        if !(o.starts_with("http://") || o.starts_with("https://")) {
+            let mut p = at("csrf_trusted_origins");
+            p.push(PathSeg::Index(i));
+            push(
+                p,
+                format!("origin {o:?} must start with http:// or https://"),
+                None,
+            );
+        }
     }
 }

@@ -62,6 +62,19 @@ pub struct ServeArgs {
     /// Also start the admin listener (health, metrics) on this address.
     #[arg(long)]
     pub admin: Option<String>,
+    /// Protect with Rampart's built-in WAF policy (no rule files needed).
+    #[arg(long)]
+    pub waf: bool,
+    /// SecLang rule files or globs, loaded in order (e.g. crs-setup.conf, rules/*.conf);
+    /// repeatable. Implies --waf.
+    #[arg(long = "waf-rules")]
+    pub waf_rules: Vec<String>,
+    /// WAF mode: block (deny what the rules deny) or detect (log only).
+    #[arg(long, default_value = "block")]
+    pub waf_mode: String,
+    /// JSON Lines audit log of matched rules (one line per logged match, with its id).
+    #[arg(long)]
+    pub waf_log: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,4 +97,17 @@ pub struct ProxyArgs {
     /// Also start the admin listener (health, metrics) on this address.
     #[arg(long)]
     pub admin: Option<String>,
+    /// Protect with Rampart's built-in WAF policy (no rule files needed).
+    #[arg(long)]
+    pub waf: bool,
+    /// SecLang rule files or globs, loaded in order (e.g. crs-setup.conf, rules/*.conf);
+    /// repeatable. Implies --waf.
+    #[arg(long = "waf-rules")]
+    pub waf_rules: Vec<String>,
+    /// WAF mode: block (deny what the rules deny) or detect (log only).
+    #[arg(long, default_value = "block")]
+    pub waf_mode: String,
+    /// JSON Lines audit log of matched rules (one line per logged match, with its id).
+    #[arg(long)]
+    pub waf_log: Option<String>,
 }

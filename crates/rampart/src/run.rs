@@ -76,6 +76,7 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
+        waf: waf_from_flags(a.waf, &a.waf_rules, &a.waf_mode, &a.waf_log)?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
@@ -94,6 +95,32 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let text = toml::to_string(&cfg).map_err(|e| anyhow!("internal: {e}"))?;
     rampart_config::parse_str(&text, Path::new("<command line>")).map_err(|e| anyhow!("{e}"))?;
     run(Source::Generated(Box::new(cfg)), log, workers)
+}
+
+/// The `--waf*` flags as a server's WAF settings.
+fn waf_from_flags(
+    on: bool,
+    rules: &[String],
+    mode: &str,
+    log: &Option<String>,
+) -> anyhow::Result<Option<rampart_config::Waf>> {
+    if !on && rules.is_empty() {
+        if log.is_some() {
+            return Err(anyhow!("--waf-log needs --waf or --waf-rules"));
+        }
+        return Ok(None);
+    }
+    let mode = match mode {
+        "block" => rampart_config::WafMode::Block,
+        "detect" => rampart_config::WafMode::Detect,
+        other => return Err(anyhow!("unknown --waf-mode {other:?}: block or detect")),
+    };
+    Ok(Some(rampart_config::Waf {
+        mode,
+        rules: rules.to_vec(),
+        audit_log: log.clone().unwrap_or_else(|| "off".into()),
+        ..Default::default()
+    }))
 }
 
 /// `rampart proxy --to …`: a reverse proxy built from flags.
@@ -153,12 +180,16 @@ pub fn proxy(a: ProxyArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
+        waf: waf_from_flags(a.waf, &a.waf_rules, &a.waf_mode, &a.waf_log)?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
     server.routes.push(rampart_config::Route {
         prefix: Some("/".into()),
         proxy: Some("default".into()),
+        // Bodies may be as large as the application allows; the WAF inspects up to its own
+        // limit (SecRequestBodyLimit).
+        max_body_size: Some(rampart_config::Size(1 << 30)),
         ..Default::default()
     });
     cfg.servers.push(server);

@@ -605,21 +605,48 @@ fn overloaded() -> ProxyError {
     )
 }
 
+/// A request body as the proxy receives it.
+pub enum BodyIn {
+    /// Still on the client connection.
+    Stream(Incoming),
+    /// Already read (by the WAF, for inspection).
+    Buffered(Bytes),
+}
+
 /// Forwards one request. `on_upgrade` is the client side of a WebSocket handshake.
 pub async fn forward(
     s: &ProxySettings,
     parts: &Parts,
-    body: Incoming,
+    body: BodyIn,
     x: &Exchange,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ProxyError> {
     let group = s.choose_group(parts);
-    let up = &group.upstream;
     let upgrade = on_upgrade.is_some() && wants_upgrade(&parts.headers);
     let head = upstream_head(s, parts, x, upgrade)?;
 
     // The body: none, buffered (replayable), or streamed (bounded, timed).
-    let mut source = if http_body::Body::is_end_stream(&body) {
+    let body = match body {
+        BodyIn::Buffered(b) if b.is_empty() => {
+            return forward_source(s, parts, Source::Empty, x, on_upgrade, group, upgrade, head)
+                .await
+        }
+        BodyIn::Buffered(b) => {
+            return forward_source(
+                s,
+                parts,
+                Source::Full(b),
+                x,
+                on_upgrade,
+                group,
+                upgrade,
+                head,
+            )
+            .await
+        }
+        BodyIn::Stream(b) => b,
+    };
+    let source = if http_body::Body::is_end_stream(&body) {
         Source::Empty
     } else if s.buffer_request {
         Source::Full(
@@ -644,7 +671,21 @@ pub async fn forward(
             done,
         )))
     };
+    forward_source(s, parts, source, x, on_upgrade, group, upgrade, head).await
+}
 
+#[allow(clippy::too_many_arguments)]
+async fn forward_source(
+    s: &ProxySettings,
+    parts: &Parts,
+    mut source: Source,
+    x: &Exchange,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    group: &Group,
+    upgrade: bool,
+    head: Request<()>,
+) -> Result<Response<Body>, ProxyError> {
+    let up = &group.upstream;
     if let Some(m) = &s.mirror {
         if source.replayable() && m.take() {
             mirror(m, &head, &source);
