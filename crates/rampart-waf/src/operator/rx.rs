@@ -67,6 +67,21 @@ impl CompiledRegex {
         }
     }
 
+    /// Every non-overlapping match (whole match only), for operators that test each
+    /// candidate (`@verifyCC`).
+    pub fn find_iter(&self, input: &[u8]) -> Vec<Vec<u8>> {
+        match self {
+            CompiledRegex::Fast(r) => r.find_iter(input).map(|m| m.as_bytes().to_vec()).collect(),
+            CompiledRegex::Fancy(r) => {
+                let s = String::from_utf8_lossy(input);
+                r.find_iter(&s)
+                    .filter_map(Result::ok)
+                    .map(|m| m.as_str().as_bytes().to_vec())
+                    .collect()
+            }
+        }
+    }
+
     /// First match with up to 10 groups (TX.0–TX.9 for `capture`).
     pub fn captures(&self, input: &[u8]) -> Option<Vec<Vec<u8>>> {
         match self {
