@@ -27,17 +27,17 @@ fn load() -> Option<(RuleSet, rampart_waf::LoadReport)> {
         files.push(after.into());
     }
     let paths: Vec<&str> = files.iter().map(String::as_str).collect();
+    let t = std::time::Instant::now();
     let r = RuleSet::load(&FsLoader::new(), &paths)
         .unwrap_or_else(|e| panic!("CRS 3.3 failed to load: {e}"));
+    eprintln!("CRS 3.3 loaded in {:?}", t.elapsed());
     Some(r)
 }
 
 #[test]
 fn debian_crs33_loads_unmodified() {
     let Some((rs, report)) = load() else { return };
-    for u in &report.unsupported {
-        eprintln!("unsupported: {} {}", u.location, u.what);
-    }
+    eprint!("{}", report.summary());
     eprintln!(
         "{} rules from {} files; {} unsupported items, {} ignored directives",
         report.rules,
