@@ -158,6 +158,7 @@ fn has_fancy_features(pat: &str) -> bool {
 /// Rewrites PCRE syntax into what `regex`/`fancy-regex` accept: atomic groups and
 /// possessive quantifiers become plain ones, `$`/`\Z` get PCRE's "before a final
 /// newline" meaning, `[`/`&`/`~` inside classes are escaped, `\e`, `\h`, `\R` spelled out.
+#[cfg(test)]
 pub fn translate(pat: &str) -> String {
     translate_flagged(pat).0
 }
