@@ -260,7 +260,10 @@ impl LoadReport {
 
     /// Number of `@rx` compiled with `engine`.
     pub fn regex_count(&self, engine: RegexEngine) -> usize {
-        self.regex_engines.iter().filter(|(_, e)| *e == engine).count()
+        self.regex_engines
+            .iter()
+            .filter(|(_, e)| *e == engine)
+            .count()
     }
 
     /// A human-readable report for startup logs: totals, every unsupported item with its

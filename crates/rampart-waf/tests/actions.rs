@@ -113,7 +113,10 @@ SecRule ARGS:n "@streq 1" "id:4,phase:1,deny"
     assert!(tx.interruption().is_none());
     assert_eq!(logged(&tx), [1]);
     let i = run(&r, "/?d=1").interruption().cloned().unwrap();
-    assert_eq!((i.rule_id, i.status, i.action), (2, 406, InterruptionAction::Deny));
+    assert_eq!(
+        (i.rule_id, i.status, i.action),
+        (2, 406, InterruptionAction::Deny)
+    );
     // `block` takes SecDefaultAction's disruptive action and status.
     let i = run(&r, "/?b=1").interruption().cloned().unwrap();
     assert_eq!((i.rule_id, i.status), (3, 418));
@@ -324,9 +327,15 @@ fn unimplemented_actions_load_and_are_reported() {
         "exec",
         "sanitisearg",
     ] {
-        assert!(what.iter().any(|w| w.contains(a)), "{a} not reported: {what:?}");
+        assert!(
+            what.iter().any(|w| w.contains(a)),
+            "{a} not reported: {what:?}"
+        );
     }
-    assert!(report.unsupported.iter().all(|u| u.location.starts_with("u.conf:1:")));
+    assert!(report
+        .unsupported
+        .iter()
+        .all(|u| u.location.starts_with("u.conf:1:")));
     // The rule still runs.
     assert_eq!(logged(&run(&r, "/")), [1]);
     // Unknown actions are errors, not silently ignored.

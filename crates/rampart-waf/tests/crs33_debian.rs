@@ -76,8 +76,15 @@ fn debian_crs33_loads_unmodified() {
         (i, ids)
     };
     let (i, ids) = run("/item?id=1%27%20UNION%20SELECT%20password%20FROM%20users--");
-    assert_eq!(i.map(|i| (i.rule_id, i.status)), Some((949110, 403)), "{ids:?}");
-    assert!(ids.iter().any(|&id| (942000..943000).contains(&id)), "{ids:?}");
+    assert_eq!(
+        i.map(|i| (i.rule_id, i.status)),
+        Some((949110, 403)),
+        "{ids:?}"
+    );
+    assert!(
+        ids.iter().any(|&id| (942000..943000).contains(&id)),
+        "{ids:?}"
+    );
     let (i, ids) = run("/search?q=O%27Brien%27s+pub&page=2");
     assert!(i.is_none(), "{ids:?}");
     let (i, ids) = run("/index.php?page=../../../../etc/passwd");

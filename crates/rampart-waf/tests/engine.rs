@@ -249,12 +249,12 @@ fn body_limit_rejects_in_on_mode() {
 fn loading_reports_unsupported_and_locates_errors() {
     let (_, report) = RuleSet::from_text(
         "a.conf",
-        "SecFooBar On\nSecRule ARGS \"@verifyCC x\" \"id:1,phase:2,pass,initcol:ip=x\"\nSecAuditEngine On\n",
+        "SecFooBar On\nSecRule ARGS \"@verifySSN x\" \"id:1,phase:2,pass,initcol:ip=x\"\nSecAuditEngine On\n",
     )
     .unwrap();
     let what: Vec<&str> = report.unsupported.iter().map(|u| u.what.as_str()).collect();
     assert!(what.iter().any(|w| w.contains("SecFooBar")));
-    assert!(what.iter().any(|w| w.contains("@verifyCC")));
+    assert!(what.iter().any(|w| w.contains("@verifySSN")));
     assert!(what.iter().any(|w| w.contains("initcol")));
     assert_eq!(report.ignored_directives.len(), 1);
 

@@ -200,7 +200,13 @@ fn transformations_survive_random_and_mutated_bytes() {
             }
         }
         // Decoders never grow their input.
-        for name in ["urlDecode", "urlDecodeUni", "htmlEntityDecode", "jsDecode", "cssDecode"] {
+        for name in [
+            "urlDecode",
+            "urlDecodeUni",
+            "htmlEntityDecode",
+            "jsDecode",
+            "cssDecode",
+        ] {
             let out = transform(name, &input).unwrap_or_default();
             assert!(out.len() <= input.len(), "{name} grew {input:?}");
         }

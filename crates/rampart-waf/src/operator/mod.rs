@@ -5,14 +5,14 @@ mod detect_xss;
 mod ip_match;
 pub mod numeric;
 mod pm;
+#[cfg(test)]
+mod reference_tests;
 pub mod rx;
 pub mod strings;
 mod validate_byte_range;
 mod validate_url_encoding;
 mod validate_utf8_encoding;
 mod verify_cc;
-#[cfg(test)]
-mod reference_tests;
 
 use crate::macros::MacroStr;
 use aho_corasick::AhoCorasick;

@@ -24,7 +24,10 @@ impl OpEnv for Files {
 fn op(text: &str) -> OperatorSpec {
     let mut env = Files(HashMap::from([
         ("words.data", "# comment\n\nfoo\nBar baz\n"),
-        ("nets.data", "10.0.0.0/8\n# comment\n2001:db8::/32\n192.0.2.7\n"),
+        (
+            "nets.data",
+            "10.0.0.0/8\n# comment\n2001:db8::/32\n192.0.2.7\n",
+        ),
     ]));
     match OperatorSpec::parse(text, &mut env) {
         Ok(o) => o,
@@ -37,7 +40,9 @@ fn op(text: &str) -> OperatorSpec {
 fn eval(o: &OperatorSpec, input: &[u8], param: &[u8]) -> (bool, Vec<u8>) {
     let m = o.eval(input, param, true);
     let hit = m.is_some() != o.negated;
-    let data = m.and_then(|m| m.captures.into_iter().next()).unwrap_or_default();
+    let data = m
+        .and_then(|m| m.captures.into_iter().next())
+        .unwrap_or_default();
     (hit, data)
 }
 
@@ -55,21 +60,40 @@ fn hits(text: &str, param: &[u8], rows: &[(&[u8], bool)]) {
 
 #[test]
 fn rx_is_pcre_like_on_bytes() {
-    hits("@rx ^a.c$", b"", &[(b"abc", true), (b"abc\n", true), (b"abcd", false)]);
-    hits("@rx (?i)select", b"", &[(b"SeLeCt", true), (b"selec", false)]);
+    hits(
+        "@rx ^a.c$",
+        b"",
+        &[(b"abc", true), (b"abc\n", true), (b"abcd", false)],
+    );
+    hits(
+        "@rx (?i)select",
+        b"",
+        &[(b"SeLeCt", true), (b"selec", false)],
+    );
     // No operator name means @rx; `!` negates.
     hits("^[0-9]+$", b"", &[(b"123", true), (b"12a", false)]);
     hits("!@rx ^[0-9]+$", b"", &[(b"123", false), (b"12a", true)]);
     // Bytes, not UTF-8 code points.
-    hits(r"@rx \xe9", b"", &[(b"caf\xe9", true), ("café".as_bytes(), false)]);
+    hits(
+        r"@rx \xe9",
+        b"",
+        &[(b"caf\xe9", true), ("café".as_bytes(), false)],
+    );
     // Captures: TX.0 is the whole match, TX.1… the groups.
     let o = op(r"@rx (\d+)-(\d+)");
     let m = o.eval(b"id 12-345 x", b"", true).unwrap();
-    assert_eq!(m.captures[..3], [b"12-345".to_vec(), b"12".to_vec(), b"345".to_vec()]);
+    assert_eq!(
+        m.captures[..3],
+        [b"12-345".to_vec(), b"12".to_vec(), b"345".to_vec()]
+    );
     // PCRE-only syntax is rewritten or falls back: possessive, atomic, lookahead.
     hits(r"@rx a++b", b"", &[(b"aab", true)]);
     hits(r"@rx (?>ab|a)c", b"", &[(b"abc", true)]);
-    hits(r"@rx foo(?!bar)", b"", &[(b"foobaz", true), (b"foobar", false)]);
+    hits(
+        r"@rx foo(?!bar)",
+        b"",
+        &[(b"foobaz", true), (b"foobar", false)],
+    );
     hits("@rxGlobal b+", b"", &[(b"abbb", true), (b"ac", false)]);
 }
 
@@ -77,11 +101,11 @@ fn rx_is_pcre_like_on_bytes() {
 fn pm_and_pm_from_file_are_case_insensitive_phrase_sets() {
     let o = op("@pm select union");
     assert_eq!(eval(&o, b"1 UNION all", b""), (true, b"UNION".to_vec()));
-    assert_eq!(eval(&o, b"unio", b"").0, false);
+    assert!(!eval(&o, b"unio", b"").0);
     let f = op("@pmFromFile words.data");
     assert_eq!(eval(&f, b"xbar bazx", b""), (true, b"bar baz".to_vec()));
     assert_eq!(eval(&f, b"FOO", b""), (true, b"FOO".to_vec()));
-    assert_eq!(eval(&f, b"# comment", b"").0, false);
+    assert!(!eval(&f, b"# comment", b"").0);
     hits("@pmf words.data", b"", &[(b"food", true)]);
 }
 
@@ -89,7 +113,7 @@ fn pm_and_pm_from_file_are_case_insensitive_phrase_sets() {
 fn libinjection_operators() {
     let o = op("@detectSQLi");
     assert_eq!(eval(&o, b"1' OR '1'='1", b""), (true, b"s&sos".to_vec()));
-    assert_eq!(eval(&o, b"O'Brien", b"").0, false);
+    assert!(!eval(&o, b"O'Brien", b"").0);
     hits(
         "@detectXSS",
         b"",
@@ -104,9 +128,13 @@ fn libinjection_operators() {
 #[test]
 fn validation_operators_match_on_invalid_input() {
     let o = op("@validateByteRange 10, 13, 32-126");
-    assert_eq!(eval(&o, b"Hello, world!\r\n", b"").0, false);
+    assert!(!eval(&o, b"Hello, world!\r\n", b"").0);
     assert_eq!(eval(&o, b"tab\there", b""), (true, b"\t".to_vec()));
-    hits("@validateByteRange 1-255", b"", &[(b"a\x00", true), (b"\xff", false)]);
+    hits(
+        "@validateByteRange 1-255",
+        b"",
+        &[(b"a\x00", true), (b"\xff", false)],
+    );
     hits(
         "@validateUrlEncoding",
         b"",
@@ -179,11 +207,27 @@ fn numeric_comparisons_parse_leading_integers() {
 fn string_comparisons_are_case_sensitive() {
     let o = op("@streq abc");
     assert_eq!(eval(&o, b"abc", b"abc"), (true, b"abc".to_vec()));
-    assert_eq!(eval(&o, b"ABC", b"abc").0, false);
-    hits("@contains needle", b"needle", &[(b"hayneedlehay", true), (b"NEEDLE", false)]);
-    hits("@strmatch needle", b"needle", &[(b"aneedle", true), (b"needl", false)]);
-    hits("@beginsWith /admin", b"/admin", &[(b"/admin/x", true), (b"/x/admin", false)]);
-    hits("@endsWith .php", b".php", &[(b"a.php", true), (b"a.php.txt", false)]);
+    assert!(!eval(&o, b"ABC", b"abc").0);
+    hits(
+        "@contains needle",
+        b"needle",
+        &[(b"hayneedlehay", true), (b"NEEDLE", false)],
+    );
+    hits(
+        "@strmatch needle",
+        b"needle",
+        &[(b"aneedle", true), (b"needl", false)],
+    );
+    hits(
+        "@beginsWith /admin",
+        b"/admin",
+        &[(b"/admin/x", true), (b"/x/admin", false)],
+    );
+    hits(
+        "@endsWith .php",
+        b".php",
+        &[(b"a.php", true), (b"a.php.txt", false)],
+    );
     hits(
         "@within GET POST HEAD",
         b"GET POST HEAD",
@@ -210,8 +254,8 @@ fn verify_cc_checks_luhn_on_regex_candidates() {
         eval(&o, b"card=4111111111111111;", b""),
         (true, b"4111111111111111".to_vec())
     );
-    assert_eq!(eval(&o, b"card=4111111111111112", b"").0, false);
-    assert_eq!(eval(&o, b"order 1234567890123", b"").0, false);
+    assert!(!eval(&o, b"card=4111111111111112", b"").0);
+    assert!(!eval(&o, b"order 1234567890123", b"").0);
 }
 
 #[test]
@@ -224,7 +268,12 @@ fn unconditional_and_no_match() {
 #[test]
 fn unknown_operators_are_unsupported_not_errors() {
     let mut env = Files(HashMap::new());
-    for name in ["@geoLookup", "@rbl sbl.example.org", "@inspectFile /x", "@fuzzyHash a 1"] {
+    for name in [
+        "@geoLookup",
+        "@rbl sbl.example.org",
+        "@inspectFile /x",
+        "@fuzzyHash a 1",
+    ] {
         assert!(
             matches!(
                 OperatorSpec::parse(name, &mut env),

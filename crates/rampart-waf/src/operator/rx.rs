@@ -83,8 +83,9 @@ impl CompiledRegex {
     /// candidate (`@verifyCC`).
     pub fn find_iter(&self, input: &[u8]) -> Vec<Vec<u8>> {
         match self {
-            CompiledRegex::Fast(r) | CompiledRegex::Rewritten(r) => r
-                .find_iter(input).map(|m| m.as_bytes().to_vec()).collect(),
+            CompiledRegex::Fast(r) | CompiledRegex::Rewritten(r) => {
+                r.find_iter(input).map(|m| m.as_bytes().to_vec()).collect()
+            }
             CompiledRegex::Fancy(r) => {
                 let s = String::from_utf8_lossy(input);
                 r.find_iter(&s)

@@ -24,9 +24,16 @@ fn check(t: Transform, rows: &[(&[u8], &[u8])]) {
 fn lowercase_and_uppercase_are_ascii_only() {
     check(
         Lowercase,
-        &[(b"HeLLo WORLD 123", b"hello world 123"), (b"\xc9T\xc9", b"\xc9t\xc9"), (b"", b"")],
+        &[
+            (b"HeLLo WORLD 123", b"hello world 123"),
+            (b"\xc9T\xc9", b"\xc9t\xc9"),
+            (b"", b""),
+        ],
     );
-    check(Uppercase, &[(b"select 1", b"SELECT 1"), (b"\xe9a", b"\xe9A")]);
+    check(
+        Uppercase,
+        &[(b"select 1", b"SELECT 1"), (b"\xe9a", b"\xe9A")],
+    );
 }
 
 #[test]
@@ -99,7 +106,10 @@ fn js_decode() {
         &[
             (b"\\x41\\u0042\\103\\n\\q", b"ABC\nq"),
             (b"\\uff1c\\u0061", b"<a"),
-            (b"\\a\\b\\f\\r\\t\\v\\'\\\"\\\\\\?", b"\x07\x08\x0c\r\t\x0b'\"\\?"),
+            (
+                b"\\a\\b\\f\\r\\t\\v\\'\\\"\\\\\\?",
+                b"\x07\x08\x0c\r\t\x0b'\"\\?",
+            ),
             // Three octal digits only when the value fits in a byte.
             (b"\\400", b" 0"),
             (b"\\0", b"\x00"),
@@ -135,7 +145,10 @@ fn escape_seq_decode() {
         EscapeSeqDecode,
         &[
             (b"a\\n\\x41\\101\\q", b"a\nAAq"),
-            (b"\\a\\b\\f\\r\\t\\v\\\\\\?\\'\\\"", b"\x07\x08\x0c\r\t\x0b\\?'\""),
+            (
+                b"\\a\\b\\f\\r\\t\\v\\\\\\?\\'\\\"",
+                b"\x07\x08\x0c\r\t\x0b\\?'\"",
+            ),
             (b"\\X4a", b"J"),
             (b"\\xZZ", b"xZZ"),
             (b"\\777", b"\xff"),
@@ -149,7 +162,10 @@ fn cmd_line() {
     check(
         CmdLine,
         &[
-            (b"C:\\Windows\\SYSTEM32\\cmd.exe /c \"dir\"", b"c:windowssystem32cmd.exe/c dir"),
+            (
+                b"C:\\Windows\\SYSTEM32\\cmd.exe /c \"dir\"",
+                b"c:windowssystem32cmd.exe/c dir",
+            ),
             (b"w'h'o^am\\i", b"whoami"),
             (b"ls   -la ,; /etc", b"ls -la/etc"),
             (b"echo\t\r\n(x)", b"echo(x)"),
@@ -162,10 +178,21 @@ fn cmd_line() {
 fn whitespace_transformations() {
     check(
         CompressWhitespace,
-        &[(b"a \t\r\n b\xa0c", b"a b c"), (b"  x  ", b" x "), (b"\x0b\x0c", b" ")],
+        &[
+            (b"a \t\r\n b\xa0c", b"a b c"),
+            (b"  x  ", b" x "),
+            (b"\x0b\x0c", b" "),
+        ],
     );
     check(RemoveWhitespace, &[(b" a b\tc \xa0d\x0b", b"abcd")]);
-    check(Trim, &[(b" \ta b \n", b"a b"), (b"\xa0x\xa0", b"\xa0x\xa0"), (b"   ", b"")]);
+    check(
+        Trim,
+        &[
+            (b" \ta b \n", b"a b"),
+            (b"\xa0x\xa0", b"\xa0x\xa0"),
+            (b"   ", b""),
+        ],
+    );
     check(TrimLeft, &[(b"  a ", b"a "), (b"\x0bx", b"x")]);
     check(TrimRight, &[(b" a  ", b" a"), (b"x\r\n", b"x")]);
 }
@@ -220,7 +247,10 @@ fn paths() {
     );
     check(
         NormalizePathWin,
-        &[(b"c:\\a\\..\\b\\.\\c", b"c:/b/c"), (b"\\..\\boot.ini", b"/boot.ini")],
+        &[
+            (b"c:\\a\\..\\b\\.\\c", b"c:/b/c"),
+            (b"\\..\\boot.ini", b"/boot.ini"),
+        ],
     );
 }
 
@@ -236,17 +266,28 @@ fn base64() {
             (b"Zm9v!YmFy", b"foo"),
         ],
     );
-    check(Base64DecodeExt, &[(b"Zm9v!Ym.Fy", b"foobar"), (b"Z m9v", b"foo")]);
+    check(
+        Base64DecodeExt,
+        &[(b"Zm9v!Ym.Fy", b"foobar"), (b"Z m9v", b"foo")],
+    );
     check(
         Base64Encode,
-        &[(b"ab", b"YWI="), (b"foobar", b"Zm9vYmFy"), (b"\xff", b"/w=="), (b"", b"")],
+        &[
+            (b"ab", b"YWI="),
+            (b"foobar", b"Zm9vYmFy"),
+            (b"\xff", b"/w=="),
+            (b"", b""),
+        ],
     );
 }
 
 #[test]
 fn hex() {
     check(HexEncode, &[(b"A\xff\x00", b"41ff00")]);
-    check(HexDecode, &[(b"41ff", b"A\xff"), (b"4142F", b"AB"), (b"4A4a", b"JJ")]);
+    check(
+        HexDecode,
+        &[(b"41ff", b"A\xff"), (b"4142F", b"AB"), (b"4A4a", b"JJ")],
+    );
     check(
         SqlHexDecode,
         &[
@@ -275,12 +316,18 @@ fn utf8_to_unicode() {
 #[test]
 fn digests_and_length() {
     let hex = |t: Transform, i: &[u8]| HexEncode.apply(&t.apply(i));
-    assert_eq!(hex(Sha1, b"abc"), b"a9993e364706816aba3e25717850c26c9cd0d89d");
+    assert_eq!(
+        hex(Sha1, b"abc"),
+        b"a9993e364706816aba3e25717850c26c9cd0d89d"
+    );
     assert_eq!(hex(Sha1, b""), b"da39a3ee5e6b4b0d3255bfef95601890afd80709");
     assert_eq!(hex(Md5, b""), b"d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(hex(Md5, b"abc"), b"900150983cd24fb0d6963f7d28e17f72");
     assert_eq!(
-        hex(Md5, b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"),
+        hex(
+            Md5,
+            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
+        ),
         b"57edf4a22be3c955ac49da2e2107b67a"
     );
     check(Length, &[(b"abcd", b"4"), (b"", b"0"), (b"\xff\xfe", b"2")]);
