@@ -39,6 +39,8 @@ mod audit;
 mod body;
 mod collection;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod macros;
 mod operator;
 mod rule;

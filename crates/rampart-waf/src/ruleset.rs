@@ -196,8 +196,11 @@ impl Default for Config {
 /// Which regex engine a rule's `@rx` got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegexEngine {
-    /// Linear-time `regex` crate.
+    /// Linear-time `regex` crate, pattern equivalent to the PCRE one.
     Regex,
+    /// Linear-time `regex` crate after rewriting atomic groups / possessive quantifiers
+    /// into plain ones (may match where PCRE would not; never misses a PCRE match).
+    Rewritten,
     /// Backtracking `fancy-regex` (lookaround/backreferences).
     FancyRegex,
 }
@@ -206,6 +209,7 @@ impl From<Engine> for RegexEngine {
     fn from(e: Engine) -> Self {
         match e {
             Engine::Regex => RegexEngine::Regex,
+            Engine::Rewritten => RegexEngine::Rewritten,
             Engine::FancyRegex => RegexEngine::FancyRegex,
         }
     }
@@ -237,13 +241,59 @@ pub struct LoadReport {
     pub regex_engines: Vec<(u32, RegexEngine)>,
 }
 
+impl RegexEngine {
+    /// Short name for reports: `regex`, `rewrite`, `fancy-regex`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegexEngine::Regex => "regex",
+            RegexEngine::Rewritten => "rewrite",
+            RegexEngine::FancyRegex => "fancy-regex",
+        }
+    }
+}
+
 impl LoadReport {
     /// Number of `@rx` on the backtracking fallback.
     pub fn fancy_regex_count(&self) -> usize {
+        self.regex_count(RegexEngine::FancyRegex)
+    }
+
+    /// Number of `@rx` compiled with `engine`.
+    pub fn regex_count(&self, engine: RegexEngine) -> usize {
         self.regex_engines
             .iter()
-            .filter(|(_, e)| *e == RegexEngine::FancyRegex)
+            .filter(|(_, e)| *e == engine)
             .count()
+    }
+
+    /// A human-readable report for startup logs: totals, every unsupported item with its
+    /// location, every ignored directive, and the rules whose regex is not a plain
+    /// `regex`-crate pattern (with the engine they got).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} rules from {} files ({} removed); @rx engines: {} regex, {} rewrite, {} fancy-regex",
+            self.rules,
+            self.files.len(),
+            self.removed,
+            self.regex_count(RegexEngine::Regex),
+            self.regex_count(RegexEngine::Rewritten),
+            self.regex_count(RegexEngine::FancyRegex),
+        );
+        for u in &self.unsupported {
+            let _ = writeln!(s, "unsupported: {} {}", u.location, u.what);
+        }
+        for u in &self.ignored_directives {
+            let _ = writeln!(s, "ignored directive: {} {}", u.location, u.what);
+        }
+        for (id, e) in &self.regex_engines {
+            if *e != RegexEngine::Regex {
+                let _ = writeln!(s, "regex engine: rule {id} {}", e.name());
+            }
+        }
+        s
     }
 }
 

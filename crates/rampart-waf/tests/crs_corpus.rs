@@ -321,18 +321,20 @@ fn replay(sample_every: usize, min_passed: usize) {
         return;
     };
     let (rs, report) = load_crs(&root);
-    for u in &report.unsupported {
-        eprintln!("unsupported: {} {}", u.location, u.what);
-    }
-    eprintln!(
-        "load report: {} unsupported, {} ignored directives, {} fancy-regex of {} @rx",
-        report.unsupported.len(),
-        report.ignored_directives.len(),
-        report.fancy_regex_count(),
-        report.regex_engines.len()
+    eprint!("{}", report.summary());
+    // CRS v4 loads with one unsupported item kind only (initcol: IP/GLOBAL collections
+    // are per transaction here), never silently.
+    assert!(
+        report
+            .unsupported
+            .iter()
+            .all(|u| u.what.contains("initcol")),
+        "{}",
+        report.summary()
     );
     let text = std::fs::read_to_string(root.join("waf-corpus/crs-regression.jsonl")).unwrap();
     let mut per_file: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut failed_ids: Vec<String> = Vec::new();
     let verbose = std::env::var("WAF_CORPUS_VERBOSE").is_ok();
     let filter = std::env::var("WAF_CORPUS_FILTER").ok();
     let t = Instant::now();
@@ -370,6 +372,7 @@ fn replay(sample_every: usize, min_passed: usize) {
             Ok(None) => c.skipped += 1,
             Err(e) => {
                 c.failed += 1;
+                failed_ids.push(id.clone());
                 if verbose {
                     eprintln!("FAIL {id} [{file}]: {e}");
                 }
@@ -411,6 +414,12 @@ fn replay(sample_every: usize, min_passed: usize) {
         "{} passed, expected at least {min_passed}",
         tot.passed
     );
+    if sample_every == 1 && filter.is_none() {
+        // The known failures (docs/waf.md): two need settings CRS's CI does not make,
+        // one expects Apache's merging of duplicate headers.
+        assert_eq!(failed_ids, ["920360-1", "920380-1", "920620-1"]);
+        assert_eq!(tot.skipped, 23, "front-end-only stages");
+    }
 }
 
 /// The whole corpus (~40 s in debug, ~6 s in release).

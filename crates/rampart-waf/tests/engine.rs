@@ -249,12 +249,12 @@ fn body_limit_rejects_in_on_mode() {
 fn loading_reports_unsupported_and_locates_errors() {
     let (_, report) = RuleSet::from_text(
         "a.conf",
-        "SecFooBar On\nSecRule ARGS \"@verifyCC x\" \"id:1,phase:2,pass,initcol:ip=x\"\nSecAuditEngine On\n",
+        "SecFooBar On\nSecRule ARGS \"@verifySSN x\" \"id:1,phase:2,pass,initcol:ip=x\"\nSecAuditEngine On\n",
     )
     .unwrap();
     let what: Vec<&str> = report.unsupported.iter().map(|u| u.what.as_str()).collect();
     assert!(what.iter().any(|w| w.contains("SecFooBar")));
-    assert!(what.iter().any(|w| w.contains("@verifyCC")));
+    assert!(what.iter().any(|w| w.contains("@verifySSN")));
     assert!(what.iter().any(|w| w.contains("initcol")));
     assert_eq!(report.ignored_directives.len(), 1);
 
@@ -358,4 +358,40 @@ SecRuleUpdateActionById 1 "pass,msg:'new',severity:CRITICAL,tag:'tuned',t:lowerc
     assert_eq!(m.tags, ["tuned"]);
     assert_eq!(ids(&get(&r, "/?quiet=1&b=y")), Vec::<u32>::new());
     assert_eq!(ids(&get(&r, "/?b=y")), [2]);
+}
+
+#[test]
+fn load_report_summary_lists_unsupported_ignored_and_regex_engines() {
+    let (_, report) = RuleSet::from_text(
+        "r.conf",
+        r#"SecAuditEngine On
+SecFooBar x
+SecRule ARGS "@rx ^a+$" "id:1,phase:1,pass"
+SecRule ARGS "@rx (?>ab|a)c" "id:2,phase:1,pass"
+SecRule ARGS "@rx (a)\1" "id:3,phase:1,pass,t:bogusTransform"
+SecRule ARGS "@geoLookup" "id:4,phase:1,pass,expirevar:ip.x=1"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        report.regex_engines,
+        [
+            (1, rampart_waf::RegexEngine::Regex),
+            (2, rampart_waf::RegexEngine::Rewritten),
+            (3, rampart_waf::RegexEngine::FancyRegex)
+        ]
+    );
+    let s = report.summary();
+    for want in [
+        "4 rules from 1 files (0 removed); @rx engines: 1 regex, 1 rewrite, 1 fancy-regex",
+        "unsupported: r.conf:2:1 directive SecFooBar",
+        "t:bogusTransform",
+        "operator @geoLookup",
+        "action expirevar",
+        "ignored directive: r.conf:1:1 SecAuditEngine",
+        "regex engine: rule 2 rewrite",
+        "regex engine: rule 3 fancy-regex",
+    ] {
+        assert!(s.contains(want), "{want:?} not in:\n{s}");
+    }
 }

@@ -284,9 +284,10 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
     };
 
     for (idx, &(line, crlf)) in lines.iter().enumerate() {
-        let last_line = idx + 1 == lines.len() && !has_tail;
-        let _ = last_line;
-        if st != St::Done {
+        // Line endings only count on boundary and part-header lines, as in ModSecurity:
+        // part data (a text file with LF endings, binary bytes) is not a protocol line.
+        let protocol_line = st == St::Headers || (st != St::Done && is_boundary(line).is_some());
+        if protocol_line {
             if crlf {
                 saw_crlf = true;
             } else {
@@ -361,8 +362,9 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8]) -> Multipart {
                         mp.flags.unmatched_boundary = true;
                     }
                     if cur_body_started {
-                        // the previous line's terminator belongs to the data
-                        cur_body.extend_from_slice(b"\r\n");
+                        // The previous line's terminator belongs to the data, as sent.
+                        let prev_crlf = idx > 0 && lines[idx - 1].1;
+                        cur_body.extend_from_slice(if prev_crlf { b"\r\n" } else { b"\n" });
                     }
                     cur_body.extend_from_slice(line);
                     cur_body_started = true;
@@ -424,5 +426,26 @@ mod tests {
         assert_eq!(mp.files[0].filename, b"x.php");
         assert_eq!(mp.part_headers.len(), 3);
         assert!(!mp.strict_error());
+    }
+
+    #[test]
+    fn lf_inside_part_data_is_data_not_a_protocol_line() {
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nline 1\nline 2\r\nline 3\n\r\n--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\na\nb\r\n--XX--\r\n";
+        let mp = super::parse(body, b"multipart/form-data; boundary=XX");
+        assert!(mp.error.is_none(), "{:?}", mp.error);
+        assert!(!mp.flags.lf_line && !mp.flags.crlf_lf_lines);
+        assert!(!mp.strict_error());
+        // "line 1\nline 2\r\nline 3\n" plus the CRLF that belongs to the boundary.
+        assert_eq!(mp.files[0].size, 22);
+        assert_eq!(mp.fields, vec![(b"t".to_vec(), b"a\nb".to_vec())]);
+    }
+
+    #[test]
+    fn lf_terminated_boundary_and_header_lines_are_flagged() {
+        let body = b"--XX\nContent-Disposition: form-data; name=\"a\"\n\nv\n--XX--\n";
+        let mp = super::parse(body, b"multipart/form-data; boundary=XX");
+        assert!(mp.flags.lf_line && !mp.flags.crlf_lf_lines);
+        assert_eq!(mp.fields, vec![(b"a".to_vec(), b"v".to_vec())]);
+        assert!(mp.strict_error());
     }
 }

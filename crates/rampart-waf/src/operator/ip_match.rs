@@ -12,11 +12,14 @@ pub struct Net {
 /// Parses a comma/space/newline separated list.
 pub fn parse(param: &str) -> Result<Vec<Net>, String> {
     let mut out = Vec::new();
-    for item in param
-        .split(|c: char| c == ',' || c.is_whitespace())
+    // `#` starts a comment that runs to the end of its line (data files).
+    let items = param
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
         .map(str::trim)
-        .filter(|s| !s.is_empty() && !s.starts_with('#'))
-    {
+        .filter(|s| !s.is_empty());
+    for item in items {
         let (a, p) = match item.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (item, None),

@@ -5,11 +5,14 @@ mod detect_xss;
 mod ip_match;
 pub mod numeric;
 mod pm;
+#[cfg(test)]
+mod reference_tests;
 pub mod rx;
 pub mod strings;
 mod validate_byte_range;
 mod validate_url_encoding;
 mod validate_utf8_encoding;
+mod verify_cc;
 
 use crate::macros::MacroStr;
 use aho_corasick::AhoCorasick;
@@ -26,6 +29,7 @@ pub(crate) enum Operator {
     ValidateUrlEncoding,
     ValidateUtf8Encoding,
     IpMatch(Vec<ip_match::Net>),
+    VerifyCc(CompiledRegex),
     Num(numeric::Cmp, MacroStr),
     Str(strings::StrOp, MacroStr),
     Unconditional,
@@ -75,7 +79,9 @@ impl OperatorSpec {
         };
         let lname = name.to_ascii_lowercase();
         let op = match lname.as_str() {
-            "rx" => Operator::Rx(
+            // `@rxGlobal` differs from `@rx` only in collecting every match for
+            // `capture`; TX.0–9 come from the first match here.
+            "rx" | "rxglobal" => Operator::Rx(
                 CompiledRegex::compile(param, env.backtrack_limit()).map_err(OpError::Invalid)?,
             ),
             "pm" => Operator::Pm(pm::build(&pm::split_phrases(param)).map_err(OpError::Invalid)?),
@@ -87,6 +93,9 @@ impl OperatorSpec {
                 }
                 Operator::Pm(pm::build(&phrases).map_err(OpError::Invalid)?)
             }
+            "verifycc" => Operator::VerifyCc(
+                CompiledRegex::compile(param, env.backtrack_limit()).map_err(OpError::Invalid)?,
+            ),
             "detectsqli" => Operator::DetectSqli,
             "detectxss" => Operator::DetectXss,
             "validatebyterange" => Operator::ValidateByteRange(Box::new(
@@ -147,6 +156,7 @@ impl OperatorSpec {
             Operator::ValidateUrlEncoding => validate_url_encoding::check(input).then(none),
             Operator::ValidateUtf8Encoding => validate_utf8_encoding::check(input).then(none),
             Operator::IpMatch(nets) => ip_match::check(nets, input).then(none),
+            Operator::VerifyCc(re) => verify_cc::check(re, input).map(one),
             Operator::Num(cmp, _) => numeric::check(*cmp, input, param).then(none),
             Operator::Str(op, _) => strings::check(*op, input, param).then(|| one(input.to_vec())),
             Operator::Unconditional => Some(none()),

@@ -1,14 +1,19 @@
 //! `@rx`: PCRE-style regex. Compiled with the linear-time `regex` crate in byte mode
 //! (like PCRE without UTF: `\xNN` is a byte, `\w`/`\s` are ASCII); patterns using
 //! lookaround or backreferences fall back to `fancy-regex` with a backtrack limit.
+//! Patterns whose atomic groups or possessive quantifiers had to be turned into plain
+//! ones for the `regex` crate are marked "rewritten" in the load report: they can match
+//! where PCRE would give up after refusing to backtrack, never the other way round.
 
 use std::borrow::Cow;
 
 /// A compiled `@rx` pattern.
 #[derive(Debug)]
 pub enum CompiledRegex {
-    /// Linear-time engine on raw bytes.
+    /// Linear-time engine on raw bytes, pattern equivalent to the PCRE one.
     Fast(regex::bytes::Regex),
+    /// Linear-time engine after dropping atomic groups / possessive quantifiers.
+    Rewritten(regex::bytes::Regex),
     /// Backtracking engine for PCRE-only features (works on lossy UTF-8).
     Fancy(fancy_regex::Regex),
 }
@@ -18,6 +23,8 @@ pub enum CompiledRegex {
 pub enum Engine {
     /// `regex` crate.
     Regex,
+    /// `regex` crate, pattern rewritten (atomic groups / possessive quantifiers).
+    Rewritten,
     /// `fancy-regex` fallback.
     FancyRegex,
 }
@@ -25,7 +32,7 @@ pub enum Engine {
 impl CompiledRegex {
     /// Compiles `pat`, translating PCRE-isms the `regex` crate spells differently.
     pub fn compile(pat: &str, backtrack_limit: usize) -> Result<CompiledRegex, String> {
-        let tr = translate(pat);
+        let (tr, lossy) = translate_flagged(pat);
         let needs_fancy = has_fancy_features(pat);
         if !needs_fancy {
             let fast = regex::bytes::RegexBuilder::new(&tr)
@@ -40,7 +47,11 @@ impl CompiledRegex {
                         .build()
                 });
             if let Ok(r) = fast {
-                return Ok(CompiledRegex::Fast(r));
+                return Ok(if lossy {
+                    CompiledRegex::Rewritten(r)
+                } else {
+                    CompiledRegex::Fast(r)
+                });
             }
         }
         fancy_regex::RegexBuilder::new(&tr)
@@ -55,6 +66,7 @@ impl CompiledRegex {
     pub fn engine(&self) -> Engine {
         match self {
             CompiledRegex::Fast(_) => Engine::Regex,
+            CompiledRegex::Rewritten(_) => Engine::Rewritten,
             CompiledRegex::Fancy(_) => Engine::FancyRegex,
         }
     }
@@ -62,15 +74,32 @@ impl CompiledRegex {
     /// True when the pattern matches somewhere in `input`.
     pub fn is_match(&self, input: &[u8]) -> bool {
         match self {
-            CompiledRegex::Fast(r) => r.is_match(input),
+            CompiledRegex::Fast(r) | CompiledRegex::Rewritten(r) => r.is_match(input),
             CompiledRegex::Fancy(r) => r.is_match(&String::from_utf8_lossy(input)).unwrap_or(false),
+        }
+    }
+
+    /// Every non-overlapping match (whole match only), for operators that test each
+    /// candidate (`@verifyCC`).
+    pub fn find_iter(&self, input: &[u8]) -> Vec<Vec<u8>> {
+        match self {
+            CompiledRegex::Fast(r) | CompiledRegex::Rewritten(r) => {
+                r.find_iter(input).map(|m| m.as_bytes().to_vec()).collect()
+            }
+            CompiledRegex::Fancy(r) => {
+                let s = String::from_utf8_lossy(input);
+                r.find_iter(&s)
+                    .filter_map(Result::ok)
+                    .map(|m| m.as_str().as_bytes().to_vec())
+                    .collect()
+            }
         }
     }
 
     /// First match with up to 10 groups (TX.0–TX.9 for `capture`).
     pub fn captures(&self, input: &[u8]) -> Option<Vec<Vec<u8>>> {
         match self {
-            CompiledRegex::Fast(r) => r.captures(input).map(|c| {
+            CompiledRegex::Fast(r) | CompiledRegex::Rewritten(r) => r.captures(input).map(|c| {
                 (0..c.len().min(10))
                     .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
                     .collect()
@@ -130,7 +159,15 @@ fn has_fancy_features(pat: &str) -> bool {
 /// Rewrites PCRE syntax into what `regex`/`fancy-regex` accept: atomic groups and
 /// possessive quantifiers become plain ones, `$`/`\Z` get PCRE's "before a final
 /// newline" meaning, `[`/`&`/`~` inside classes are escaped, `\e`, `\h`, `\R` spelled out.
+#[cfg(test)]
 pub fn translate(pat: &str) -> String {
+    translate_flagged(pat).0
+}
+
+/// [`translate`], also saying whether an atomic group or possessive quantifier was
+/// turned into a plain one (the only rewrites that are not exactly equivalent).
+pub fn translate_flagged(pat: &str) -> (String, bool) {
+    let mut lossy = false;
     let b = pat.as_bytes();
     let mut out = String::with_capacity(pat.len() + 8);
     let mut i = 0;
@@ -223,6 +260,7 @@ pub fn translate(pat: &str) -> String {
                 continue;
             }
             b'(' if b[i..].starts_with(b"(?>") => {
+                lossy = true;
                 out.push_str("(?:");
                 i += 3;
                 continue;
@@ -233,6 +271,7 @@ pub fn translate(pat: &str) -> String {
                 && !prev_escaped(b, i - 1) =>
             {
                 // possessive quantifier: drop the '+'
+                lossy = true;
             }
             _ => {
                 i += push_char(&mut out, &pat[i..]);
@@ -241,7 +280,7 @@ pub fn translate(pat: &str) -> String {
         }
         i += 1;
     }
-    out
+    (out, lossy)
 }
 
 /// Copies one char; non-ASCII chars become their UTF-8 bytes as `\xHH` escapes, which
@@ -286,6 +325,15 @@ mod tests {
         assert_eq!(translate("a$"), r"a(?:\n?\z)");
         assert_eq!(translate(r"\/x"), r"\/x");
         assert_eq!(translate(r"\x{e2}\x80"), r"\xE2\x80");
+    }
+
+    #[test]
+    fn engines_are_reported() {
+        let e = |p: &str| CompiledRegex::compile(p, 1000).map(|r| r.engine()).ok();
+        assert_eq!(e(r"^a+$"), Some(Engine::Regex));
+        assert_eq!(e(r"(?>a|ab)c"), Some(Engine::Rewritten));
+        assert_eq!(e(r"a*+b"), Some(Engine::Rewritten));
+        assert_eq!(e(r"(a)\1"), Some(Engine::FancyRegex));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `t:cmdLine`: normalises shell/cmd evasions — drops `\ " ' ^`, turns `,` `;` and
-//! whitespace into one space, drops spaces before `/` and `(`, lowercases.
+//! `t:cmdLine`: normalises shell/cmd evasions — drops `\ " ' ^`, turns `,` `;`, space,
+//! tab, CR and LF into one space (not VT/FF, as in ModSecurity), drops spaces before `/` and `(`, lowercases.
 
 pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(input.len());
@@ -7,7 +7,7 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
     for &c in input {
         match c {
             b'\\' | b'"' | b'\'' | b'^' => {}
-            b' ' | b',' | b';' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => {
+            b' ' | b',' | b';' | b'\t' | b'\r' | b'\n' => {
                 if !space {
                     out.push(b' ');
                     space = true;

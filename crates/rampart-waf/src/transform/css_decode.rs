@@ -30,7 +30,7 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
                 } else {
                     (code & 0xff) as u8
                 });
-                if j < n && input[j].is_ascii_whitespace() {
+                if j < n && super::is_c_space(input[j]) {
                     j += 1;
                 }
                 i = j;

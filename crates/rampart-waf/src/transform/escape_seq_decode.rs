@@ -47,6 +47,11 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
                 i = j;
                 continue;
             }
+            // Not a recognised escape (also `\x` without two hex digits): ModSecurity
+            // drops the backslash and keeps the next byte.
+            out.push(c);
+            i += 2;
+            continue;
         }
         out.push(input[i]);
         i += 1;

@@ -1,4 +1,5 @@
-//! `t:jsDecode`: JavaScript escapes `\xHH`, `\uHHHH` (full-width ASCII folded, else low
+//! `t:jsDecode`: JavaScript escapes `\xHH`, `\uHHHH` (lower-case `x`/`u` only, as in
+//! ModSecurity) (full-width ASCII folded, else low
 //! byte), octal `\OOO`, the C single-letter escapes, and `\c` → `c`.
 
 use super::hexval;
@@ -10,7 +11,7 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
     while i < n {
         if input[i] == b'\\' && i + 1 < n {
             let c = input[i + 1];
-            if (c == b'u' || c == b'U') && i + 5 < n {
+            if c == b'u' && i + 5 < n {
                 let hs: Option<Vec<u8>> = input[i + 2..i + 6].iter().map(|&b| hexval(b)).collect();
                 if let Some(h) = hs {
                     let code = (u32::from(h[0]) << 12)
@@ -26,7 +27,7 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
                     continue;
                 }
             }
-            if (c == b'x' || c == b'X') && i + 3 < n {
+            if c == b'x' && i + 3 < n {
                 if let (Some(h), Some(l)) = (hexval(input[i + 2]), hexval(input[i + 3])) {
                     out.push(h << 4 | l);
                     i += 4;
@@ -34,9 +35,12 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
                 }
             }
             if (b'0'..=b'7').contains(&c) {
+                // Up to three octal digits, but only two when the first is 4–7 so the
+                // value stays one byte (`\400` is `\40` followed by `0`).
+                let max = if c > b'3' { 2 } else { 3 };
                 let mut j = i + 1;
                 let mut v: u32 = 0;
-                while j < n && j < i + 4 && (b'0'..=b'7').contains(&input[j]) {
+                while j < n && j < i + 1 + max && (b'0'..=b'7').contains(&input[j]) {
                     v = v * 8 + u32::from(input[j] - b'0');
                     j += 1;
                 }

@@ -11,8 +11,12 @@ mod html_entity_decode;
 mod js_decode;
 mod length;
 mod lowercase;
+mod md5;
 mod normalize_path;
 mod normalize_path_win;
+mod parity;
+#[cfg(test)]
+mod reference_tests;
 mod remove_comments;
 mod remove_comments_char;
 mod remove_nulls;
@@ -58,6 +62,10 @@ pub enum Transform {
     Utf8ToUnicode,
     Length,
     Sha1,
+    Md5,
+    ParityEven7bit,
+    ParityOdd7bit,
+    ParityZero7bit,
     Trim,
     TrimLeft,
     TrimRight,
@@ -105,6 +113,10 @@ impl Transform {
             "utf8tounicode" => Utf8ToUnicode,
             "length" => Length,
             "sha1" => Sha1,
+            "md5" => Md5,
+            "parityeven7bit" => ParityEven7bit,
+            "parityodd7bit" => ParityOdd7bit,
+            "parityzero7bit" => ParityZero7bit,
             "trim" => Trim,
             "trimleft" => TrimLeft,
             "trimright" => TrimRight,
@@ -134,8 +146,8 @@ impl Transform {
                 .iter()
                 .any(|&c| matches!(c, b'/' | b'*' | b'-' | b'#' | b'<')),
             Trim | TrimLeft | TrimRight => {
-                !input.first().is_some_and(|&c| is_space(c))
-                    && !input.last().is_some_and(|&c| is_space(c))
+                !input.first().is_some_and(|&c| is_c_space(c))
+                    && !input.last().is_some_and(|&c| is_c_space(c))
             }
             SqlHexDecode => !input
                 .windows(2)
@@ -179,6 +191,10 @@ impl Transform {
             Utf8ToUnicode => utf8_to_unicode::apply(input),
             Length => length::apply(input),
             Sha1 => sha1::apply(input),
+            Md5 => md5::apply(input),
+            ParityEven7bit => parity::even(input),
+            ParityOdd7bit => parity::odd(input),
+            ParityZero7bit => parity::zero(input),
             Trim => trim::both(input),
             TrimLeft => trim::left(input),
             TrimRight => trim::right(input),
@@ -198,9 +214,14 @@ pub(crate) fn hexval(c: u8) -> Option<u8> {
     }
 }
 
-/// Whitespace as ModSecurity's transformations see it (C isspace plus NBSP).
+/// Whitespace as ModSecurity's compress/removeWhitespace see it (C isspace plus NBSP).
 pub(crate) fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
+    is_c_space(c) || c == 0xa0
+}
+
+/// C `isspace` in the "C" locale.
+pub(crate) fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
 #[cfg(test)]
@@ -218,7 +239,7 @@ mod tests {
         assert_eq!(t(RemoveWhitespace, b" a b\tc "), b"abc");
         assert_eq!(t(RemoveNulls, b"a\0b"), b"ab");
         assert_eq!(t(ReplaceNulls, b"a\0b"), b"a b");
-        assert_eq!(t(RemoveComments, b"a/*x*/b<!--y-->c--z\nd#e"), b"abc\nd");
+        assert_eq!(t(RemoveComments, b"a/*x*/b<!--y-->c--z\nd#e"), b"abc");
         assert_eq!(t(RemoveCommentsChar, b"a/*b*/c--d#e"), b"abcde");
         assert_eq!(t(HexEncode, b"A\xff"), b"41ff");
         assert_eq!(t(HexDecode, b"41ff"), b"A\xff");
@@ -231,7 +252,7 @@ mod tests {
         assert_eq!(t(Trim, b" \ta b \n"), b"a b");
         assert_eq!(t(TrimLeft, b"  a "), b"a ");
         assert_eq!(t(TrimRight, b" a  "), b" a");
-        assert_eq!(t(EscapeSeqDecode, b"a\\n\\x41\\101\\q"), b"a\nAA\\q");
+        assert_eq!(t(EscapeSeqDecode, b"a\\n\\x41\\101\\q"), b"a\nAAq");
         assert_eq!(t(NormalizePathWin, b"c:\\a\\..\\b\\.\\c"), b"c:/b/c");
         assert_eq!(t(UrlEncode, b"a b&c"), b"a+b%26c");
         assert_eq!(t(Uppercase, b"aB1"), b"AB1");
@@ -268,6 +289,10 @@ mod tests {
             Utf8ToUnicode,
             Length,
             Sha1,
+            Md5,
+            ParityEven7bit,
+            ParityOdd7bit,
+            ParityZero7bit,
             Trim,
             TrimLeft,
             TrimRight,

@@ -1,9 +1,10 @@
-//! `t:urlEncode`: percent-encodes everything but unreserved characters; space → `+`.
+//! `t:urlEncode`: ModSecurity's encoding: ASCII letters, digits and `*` stay, space becomes
+//! `+`, every other byte `%xx` (lower-case hex).
 
 pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     for &c in input {
-        if c.is_ascii_alphanumeric() || b"-_.*".contains(&c) {
+        if c.is_ascii_alphanumeric() || c == b'*' {
             out.push(c);
         } else if c == b' ' {
             out.push(b'+');
