@@ -92,7 +92,10 @@ impl http_body::Body for ReqBody {
 /// upstream request. A read stalled past `read_timeout` ends it with an error.
 pub struct ResBody {
     inner: Incoming,
+    /// The connection, driven from here until the body ends.
     conn: Option<Conn>,
+    /// Whether it may go back to the pool afterwards.
+    reuse: bool,
     inflight: Option<InFlight>,
     read_timeout: Duration,
     stall: Option<Pin<Box<Sleep>>>,
@@ -101,13 +104,15 @@ pub struct ResBody {
 impl ResBody {
     pub(crate) fn new(
         inner: Incoming,
-        conn: Option<Conn>,
+        conn: Conn,
+        reuse: bool,
         inflight: InFlight,
         read_timeout: Duration,
     ) -> Self {
         let mut b = ResBody {
             inner,
-            conn,
+            conn: Some(conn),
+            reuse,
             inflight: Some(inflight),
             read_timeout,
             stall: None,
@@ -120,7 +125,9 @@ impl ResBody {
 
     fn finish(&mut self) {
         if let Some(c) = self.conn.take() {
-            c.release();
+            if self.reuse {
+                c.release();
+            }
         }
         self.inflight.take();
     }
@@ -141,6 +148,9 @@ impl http_body::Body for ResBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        if let Some(c) = this.conn.as_mut() {
+            c.drive(cx);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if http_body::Body::is_end_stream(&this.inner) {
