@@ -8,6 +8,7 @@
 //! Each opening doubles the cooldown (up to `max_cooldown`), so a server that keeps failing is
 //! tried less and less often; the count decays once it has stayed closed for `max_cooldown`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ enum State {
 #[derive(Debug)]
 pub struct Breaker {
     settings: BreakerSettings,
+    /// True while closed with no failure counted: the per-request path then takes no lock.
+    clean: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -61,6 +64,7 @@ impl Breaker {
     pub fn new(settings: BreakerSettings) -> Self {
         Breaker {
             settings,
+            clean: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: State::Closed {
                     fails: 0,
@@ -79,6 +83,9 @@ impl Breaker {
 
     /// Whether a request may be sent now (no state change: selection asks about many servers).
     pub fn available(&self, now: Instant) -> bool {
+        if self.clean.load(Ordering::Acquire) {
+            return true;
+        }
         match self.lock().state {
             State::Closed { .. } => true,
             State::Open { until } => now >= until,
@@ -89,6 +96,9 @@ impl Breaker {
     /// The chosen server takes a request: an expired open breaker turns half-open and this
     /// request becomes its trial.
     pub fn on_chosen(&self, now: Instant) {
+        if self.clean.load(Ordering::Acquire) {
+            return;
+        }
         let mut g = self.lock();
         match g.state {
             State::Open { until } if now >= until => g.state = State::HalfOpen { trial: true },
@@ -99,6 +109,9 @@ impl Breaker {
 
     /// A request succeeded.
     pub fn on_success(&self, now: Instant) -> Transition {
+        if self.clean.load(Ordering::Acquire) {
+            return Transition::None;
+        }
         let mut g = self.lock();
         match g.state {
             State::Closed { since, .. } => {
@@ -106,6 +119,9 @@ impl Breaker {
                     g.openings = 0;
                 }
                 g.state = State::Closed { fails: 0, since };
+                if g.openings == 0 {
+                    self.clean.store(true, Ordering::Release);
+                }
                 Transition::None
             }
             State::HalfOpen { .. } | State::Open { .. } => {
@@ -124,6 +140,7 @@ impl Breaker {
             return Transition::None;
         }
         let mut g = self.lock();
+        self.clean.store(false, Ordering::Release);
         match g.state {
             State::Closed { fails, since } => {
                 let fails = fails + 1;
@@ -154,6 +171,9 @@ impl Breaker {
 
     /// The state for metrics.
     pub fn state(&self, now: Instant) -> BreakerState {
+        if self.clean.load(Ordering::Acquire) {
+            return BreakerState::Closed;
+        }
         match self.lock().state {
             State::Closed { .. } => BreakerState::Closed,
             State::Open { until } if now < until => BreakerState::Open,

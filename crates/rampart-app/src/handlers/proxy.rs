@@ -686,9 +686,12 @@ async fn forward_source(
     head: Request<()>,
 ) -> Result<Response<Body>, ProxyError> {
     let up = &group.upstream;
+    let mut first_head = Some(head);
     if let Some(m) = &s.mirror {
         if source.replayable() && m.take() {
-            mirror(m, &head, &source);
+            if let Some(h) = &first_head {
+                mirror(m, h, &source);
+            }
         }
     }
 
@@ -778,11 +781,14 @@ async fn forward_source(
                         None,
                     ));
                 };
-                let mut r = Request::new(b);
-                *r.method_mut() = head.method().clone();
-                *r.uri_mut() = head.uri().clone();
-                *r.version_mut() = Version::HTTP_11;
-                *r.headers_mut() = head.headers().clone();
+                // The first attempt takes the prepared head; a retry builds it again (cheaper
+                // than cloning a header map on every request for the rare retry).
+                let h = match first_head.take() {
+                    Some(h) => h,
+                    None => upstream_head(s, parts, x, upgrade)?,
+                };
+                let (hp, ()) = h.into_parts();
+                let mut r = Request::from_parts(hp, b);
                 if matches!(s.host, HostMode::Upstream) {
                     if let Ok(v) = HeaderValue::from_str(&peer.label) {
                         r.headers_mut().insert(header::HOST, v);
