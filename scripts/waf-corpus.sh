@@ -32,15 +32,15 @@ bpid=$!
   --waf-rules "$corpus/crs-test-settings.conf" \
   --waf-rules "$corpus/marker-rule.conf" \
   --waf-rules "$shared/crs/rules/*.conf" \
-  --waf-log "$work/audit.jsonl" > "$work/rampart.log" 2>&1 &
+  --waf-log "$work/audit.log" --waf-log-format modsec > "$work/rampart.log" 2>&1 &
 rpid=$!
 trap 'kill $rpid $bpid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 200); do
   (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && (echo > "/dev/tcp/127.0.0.1/$bport") 2>/dev/null && break
   sleep 0.05
 done
-args=(--target "127.0.0.1:$port" --log "$work/audit.jsonl" -q)
-[ -n "$filter" ] && args+=(--filter "$filter")
+args=(--target "127.0.0.1:$port" --log "$work/audit.log" -q)
+[ -n "$filter" ] && args+=("--filter=$filter")
 [ -n "$report" ] && args+=(--report "$report")
 if [ -n "$min_pass" ]; then
   total=$(python3 - "$corpus/crs-regression.jsonl" "$filter" <<'PY'

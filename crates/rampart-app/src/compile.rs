@@ -705,6 +705,7 @@ pub fn waf_policy(
         rules: rules.with_engine_mode(mode),
         audit,
         body_limit: 13_107_200,
+        modsec_lines: w.audit_format == rampart_config::AuditFormat::Modsec,
     });
     cache.insert(key, policy.clone());
     Ok(Some(policy))

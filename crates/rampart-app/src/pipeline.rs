@@ -125,7 +125,7 @@ pub async fn handle(
             snap.limits.body_read_timeout,
         )
         .await;
-        held.waf = Some((policy.clone(), tx));
+        held.waf = Some(Box::new((policy.clone(), tx)));
         match verdict {
             Ok(crate::waf::Verdict::Pass(b)) => inspected = b,
             Ok(crate::waf::Verdict::Block(resp)) => {
@@ -159,7 +159,7 @@ pub async fn handle(
             }
         };
         let resp = match held.waf.as_mut() {
-            Some((_, tx)) => crate::waf::response(tx, resp, &x).await,
+            Some(w) => crate::waf::response(&mut w.1, resp, &x).await,
             None => resp,
         };
         let resp = filter(&site, &route, &parts, resp);
@@ -200,7 +200,7 @@ pub async fn handle(
     };
     // 5–6. errors were rendered above; now the response filters (WAF phases 3–4 first)
     let resp = match held.waf.as_mut() {
-        Some((_, tx)) => crate::waf::response(tx, resp, &x).await,
+        Some(w) => crate::waf::response(&mut w.1, resp, &x).await,
         None => resp,
     };
     let resp = filter(&site, &route, &parts, resp);
@@ -555,7 +555,8 @@ fn finish(
 /// audit log run then) and its in-flight slot of the per-address limit.
 #[derive(Default)]
 struct Held {
-    waf: Option<(Arc<crate::waf::WafPolicy>, rampart_waf::Transaction)>,
+    // Boxed: a transaction is large, and this struct moves with every response.
+    waf: Option<Box<(Arc<crate::waf::WafPolicy>, rampart_waf::Transaction)>>,
     _slot: Option<crate::access::Slot>,
 }
 
@@ -613,7 +614,8 @@ struct LogAt {
 
 impl LogAt {
     fn write(self, bytes: u64) {
-        if let Some((policy, tx)) = self.held.waf {
+        if let Some(w) = self.held.waf {
+            let (policy, tx) = *w;
             crate::waf::finish(&policy, tx, &self.x, self.status);
         }
         let took = self.x.started.elapsed();

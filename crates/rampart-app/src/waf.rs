@@ -60,6 +60,8 @@ pub struct WafPolicy {
     pub audit: Option<Arc<AuditSink>>,
     /// Most request body bytes buffered for inspection (beyond: the engine's limit action).
     pub body_limit: u64,
+    /// ModSecurity-style lines instead of JSON.
+    pub modsec_lines: bool,
 }
 
 /// What the request phases decided.
@@ -271,6 +273,14 @@ pub fn finish(policy: &WafPolicy, mut tx: Transaction, x: &Exchange, status: u16
     let mut text = String::new();
     let time = httpdate::fmt_http_date(std::time::SystemTime::now());
     for m in logged {
+        if policy.modsec_lines {
+            text.push_str(&format!(
+                "[{time}] [client {}] {} [unique_id \"{rid}\"]\n",
+                x.conn.peer.ip(),
+                m.log_line()
+            ));
+            continue;
+        }
         text.push_str(&format!(
             "{{\"time\":\"{time}\",\"request_id\":\"{rid}\",\"client\":\"{}\",\"method\":\"{}\",\"status\":{status},\"rule\":{}}}\n",
             x.conn.peer.ip(),

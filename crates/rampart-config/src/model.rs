@@ -725,8 +725,21 @@ pub struct Waf {
     /// SecLang directives applied after every rule is loaded, e.g.
     /// `"SecRuleRemoveById 942100"` or `"SecRuleUpdateTargetById 942100 !ARGS:q"`.
     pub exclusions: Vec<String>,
-    /// JSON-lines audit log of matched rules (`"off"`, `"stderr"` or a path).
+    /// Audit log of matched rules (`"off"`, `"stderr"` or a path).
     pub audit_log: String,
+    /// `json` (one JSON object per matched rule) or `modsec` (ModSecurity's error-log
+    /// lines: `ModSecurity: Warning. … [id "942100"] [msg "…"]`, for tools that parse those).
+    pub audit_format: AuditFormat,
+}
+
+/// Audit log line formats.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum AuditFormat {
+    #[default]
+    Json,
+    Modsec,
 }
 
 impl Default for Waf {
@@ -739,6 +752,7 @@ impl Default for Waf {
             anomaly_threshold: None,
             exclusions: Vec::new(),
             audit_log: "off".into(),
+            audit_format: AuditFormat::Json,
         }
     }
 }

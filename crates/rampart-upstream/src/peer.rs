@@ -1,13 +1,13 @@
 //! One server of a group: its live state (in flight, response-time EWMA, health, breaker), its
 //! keep-alive pool, and sending one request over a pooled connection.
 
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use std::future::Future;
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
@@ -304,10 +304,7 @@ impl Peer {
         })
     }
 
-    async fn handshake(
-        self: &Arc<Self>,
-        upgrades: bool,
-    ) -> Result<Conn, UpstreamError> {
+    async fn handshake(self: &Arc<Self>, upgrades: bool) -> Result<Conn, UpstreamError> {
         let stream = self.open().await?;
         let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
         let (tx, conn) = http1::Builder::new()
@@ -455,9 +452,11 @@ pub async fn send(
             })
         }
         Some(Ok(resp)) => {
-            let reuse = !resp.headers().get(http::header::CONNECTION).is_some_and(|v| {
-                v.as_bytes().eq_ignore_ascii_case(b"close")
-            }) && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+            let reuse = !resp
+                .headers()
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+                && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
             Ok(resp.map(|b: Incoming| ResBody::new(b, conn, reuse, inflight, read_timeout)))
         }
     }

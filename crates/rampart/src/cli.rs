@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// JSON Lines audit log of matched rules (one line per logged match, with its id).
     #[arg(long)]
     pub waf_log: Option<String>,
+    /// Audit log format: json, or modsec (ModSecurity error-log lines).
+    #[arg(long, default_value = "json")]
+    pub waf_log_format: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,4 +113,7 @@ pub struct ProxyArgs {
     /// JSON Lines audit log of matched rules (one line per logged match, with its id).
     #[arg(long)]
     pub waf_log: Option<String>,
+    /// Audit log format: json, or modsec (ModSecurity error-log lines).
+    #[arg(long, default_value = "json")]
+    pub waf_log_format: String,
 }

@@ -15,6 +15,7 @@ use crate::run::Source;
 /// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
 /// request, and glibc spent ~12% of the proxy's CPU there (arena locking, consolidation, and
 /// heap trimming with `brk` under steady load).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -76,7 +76,13 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
-        waf: waf_from_flags(a.waf, &a.waf_rules, &a.waf_mode, &a.waf_log)?,
+        waf: waf_from_flags(
+            a.waf,
+            &a.waf_rules,
+            &a.waf_mode,
+            &a.waf_log,
+            &a.waf_log_format,
+        )?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
@@ -103,6 +109,7 @@ fn waf_from_flags(
     rules: &[String],
     mode: &str,
     log: &Option<String>,
+    log_format: &str,
 ) -> anyhow::Result<Option<rampart_config::Waf>> {
     if !on && rules.is_empty() {
         if log.is_some() {
@@ -115,8 +122,18 @@ fn waf_from_flags(
         "detect" => rampart_config::WafMode::Detect,
         other => return Err(anyhow!("unknown --waf-mode {other:?}: block or detect")),
     };
+    let audit_format = match log_format {
+        "json" => rampart_config::AuditFormat::Json,
+        "modsec" => rampart_config::AuditFormat::Modsec,
+        other => {
+            return Err(anyhow!(
+                "unknown --waf-log-format {other:?}: json or modsec"
+            ))
+        }
+    };
     Ok(Some(rampart_config::Waf {
         mode,
+        audit_format,
         rules: rules.to_vec(),
         audit_log: log.clone().unwrap_or_else(|| "off".into()),
         ..Default::default()
@@ -180,7 +197,13 @@ pub fn proxy(a: ProxyArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
-        waf: waf_from_flags(a.waf, &a.waf_rules, &a.waf_mode, &a.waf_log)?,
+        waf: waf_from_flags(
+            a.waf,
+            &a.waf_rules,
+            &a.waf_mode,
+            &a.waf_log,
+            &a.waf_log_format,
+        )?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());

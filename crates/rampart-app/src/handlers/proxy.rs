@@ -198,21 +198,27 @@ pub enum HostMode {
 /// A handler failure: a status, an optional extra header, and the reason for the log.
 pub type ProxyError = (StatusCode, Option<(HeaderName, HeaderValue)>);
 
-/// Headers that belong to one connection only (RFC 9110 §7.6.1) plus the legacy ones.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
+// Header names used on every request, built once (a `&str` key is parsed on every use).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Headers that belong to one connection only (RFC 9110 §7.6.1) plus the legacy ones:
+/// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+/// Proxy-Authenticate, Proxy-Authorization (see `is_hop`).
 fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || named.contains(name)
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || named.contains(name)
 }
 
 /// Header names listed in `Connection` (they are hop-by-hop too).
@@ -392,6 +398,7 @@ fn build_head(
         .map_err(|_| bad())?;
     let named = connection_named(&parts.headers);
     let h = req.headers_mut();
+    h.reserve(parts.headers.len() + 8);
     for (n, v) in &parts.headers {
         if n == header::HOST || is_hop(n, &named) {
             continue;
@@ -436,50 +443,69 @@ fn build_head(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let proto = "http";
-    let xff = match (trusted, h.get("x-forwarded-for")) {
-        (true, Some(prev)) => format!("{}, {peer}", prev.to_str().unwrap_or_default()),
-        _ => peer.to_string(),
+    // One formatting of the address serves every header (they are built per request).
+    let peer_text = peer.to_string();
+    let xff = match (trusted, h.get(&X_FORWARDED_FOR)) {
+        (true, Some(prev)) => {
+            let prev = prev.to_str().unwrap_or_default();
+            let mut v = String::with_capacity(prev.len() + 2 + peer_text.len());
+            v.push_str(prev);
+            v.push_str(", ");
+            v.push_str(&peer_text);
+            HeaderValue::from_str(&v).ok()
+        }
+        _ => HeaderValue::from_str(&peer_text).ok(),
     };
-    h.remove("x-forwarded-for");
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+    h.remove(&X_FORWARDED_FOR);
+    if let Some(v) = xff {
+        h.insert(X_FORWARDED_FOR, v);
     }
-    if !(trusted && h.contains_key("x-forwarded-proto")) {
-        h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !(trusted && h.contains_key("x-forwarded-host")) {
-        h.remove("x-forwarded-host");
+    if !(trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        h.remove(&X_FORWARDED_HOST);
         if let Some(hv) = &host_in {
-            h.insert("x-forwarded-host", hv.clone());
+            h.insert(X_FORWARDED_HOST, hv.clone());
         }
     }
-    let for_node = match peer {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-    };
-    let mut fwd = format!("for={for_node};proto={proto}");
-    if let Some(hv) = host_in.as_ref().and_then(|v| v.to_str().ok()) {
-        fwd.push_str(&format!(";host=\"{hv}\""));
+    let mut fwd = String::with_capacity(64);
+    if trusted {
+        if let Some(prev) = h.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            fwd.push_str(prev);
+            fwd.push_str(", ");
+        }
     }
-    let fwd = match (trusted, h.get(header::FORWARDED)) {
-        (true, Some(prev)) => format!("{}, {fwd}", prev.to_str().unwrap_or_default()),
-        _ => fwd,
-    };
+    fwd.push_str("for=");
+    if peer.is_ipv6() {
+        fwd.push_str("\"[");
+        fwd.push_str(&peer_text);
+        fwd.push_str("]\"");
+    } else {
+        fwd.push_str(&peer_text);
+    }
+    fwd.push_str(";proto=");
+    fwd.push_str(proto);
+    if let Some(hv) = host_in.as_ref().and_then(|v| v.to_str().ok()) {
+        fwd.push_str(";host=\"");
+        fwd.push_str(hv);
+        fwd.push('"');
+    }
     h.remove(header::FORWARDED);
     if let Ok(v) = HeaderValue::from_str(&fwd) {
         h.insert(header::FORWARDED, v);
     }
     let via_ver = match parts.version {
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
+        Version::HTTP_10 => "1.0 rampart",
+        Version::HTTP_2 => "2 rampart",
+        Version::HTTP_3 => "3 rampart",
+        _ => "1.1 rampart",
     };
     let via = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {via_ver} rampart"),
-        None => format!("{via_ver} rampart"),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {via_ver}")).ok(),
+        None => Some(HeaderValue::from_static(via_ver)),
     };
-    if let Ok(v) = HeaderValue::from_str(&via) {
+    if let Some(v) = via {
         h.insert(header::VIA, v);
     }
     h.insert(crate::reqid::HEADER, x.request_id.clone());
