@@ -49,6 +49,6 @@ rx = re.compile(sys.argv[2]) if sys.argv[2] else None
 print(sum(1 for l in open(sys.argv[1]) if not rx or rx.search(json.loads(l)["id"])))
 PY
 )
-  args+=(--min-pass-rate "$(python3 -c "print($min_pass / $total)")")
+  args+=(--min-pass-rate "$(python3 -c "print(($min_pass - 0.5) / $total)")")
 fi
 python3 "$corpus/run.py" "${args[@]}"
