@@ -444,7 +444,7 @@ fn build_head(
     });
     let proto = "http";
     // One formatting of the address serves every header (they are built per request).
-    let peer_text = peer.to_string();
+    let peer_text = ip_text(peer);
     let xff = match (trusted, h.get(&X_FORWARDED_FOR)) {
         (true, Some(prev)) => {
             let prev = prev.to_str().unwrap_or_default();
@@ -522,6 +522,30 @@ fn build_head(
         h.insert(header::HOST, hv);
     }
     Ok(req)
+}
+
+/// An address as text. IPv4 by hand: `Ipv4Addr`'s `Display` goes through the formatting
+/// machinery and cost ~1,200 instructions per proxied request.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if *o >= 100 {
+                    s.push(char::from(b'0' + o / 100));
+                }
+                if *o >= 10 {
+                    s.push(char::from(b'0' + (o / 10) % 10));
+                }
+                s.push(char::from(b'0' + o % 10));
+            }
+            s
+        }
+        IpAddr::V6(a) => a.to_string(),
+    }
 }
 
 /// The client's request body, as it can be sent (and maybe re-sent).
@@ -1108,6 +1132,16 @@ mod tests {
         assert!(!t.contains("11.0.0.1".parse().unwrap()));
         assert!(t.contains("::1".parse().unwrap()));
         assert!(t.contains("::ffff:10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipv4_text_matches_display() {
+        for a in ["0.0.0.0", "127.0.0.1", "10.200.9.255", "192.168.100.10"] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), a);
+        }
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "::1");
     }
 
     #[test]
