@@ -517,7 +517,7 @@ fn finish(
     if let Some(s) = &snap.server_header {
         h.insert(header::SERVER, s.clone());
     }
-    h.insert(reqid::HEADER, x.request_id.clone());
+    h.insert(reqid::HEADER_NAME, x.request_id.clone());
     let status = resp.status().as_u16();
     let log = LogAt {
         site: site.cloned(),
