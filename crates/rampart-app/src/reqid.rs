@@ -62,7 +62,12 @@ fn never_indexed(v: &mut HeaderValue) {
 
 /// The request's id: the client's when acceptable, else a new one.
 pub fn from_request(headers: &HeaderMap) -> HeaderValue {
-    match headers.get(&HEADER_NAME) {
+    from_client(headers.get(&HEADER_NAME))
+}
+
+/// The id for a request whose `X-Request-Id` (first value) is `client`.
+pub fn from_client(client: Option<&HeaderValue>) -> HeaderValue {
+    match client {
         Some(v)
             if !v.is_empty()
                 && v.len() <= 128
