@@ -232,7 +232,8 @@ fn simple_host(raw: &[u8]) -> Option<String> {
     {
         return None;
     }
-    Some(host.iter().map(|b| char::from(b.to_ascii_lowercase())).collect())
+    // All ASCII by now, so the UTF-8 check cannot fail; one exact allocation.
+    std::str::from_utf8(host).ok().map(str::to_ascii_lowercase)
 }
 
 fn host_of_general(raw: &[u8]) -> Option<String> {
