@@ -97,11 +97,14 @@ mod tests {
         h.append("user-agent", http::HeaderValue::from_static("b"));
         h.append("x-request-id", http::HeaderValue::from_static("r2"));
         let (r, ua, id) = super::logged_headers(&h);
-        assert_eq!((r, ua, id), (None, h.get("user-agent"), h.get("x-request-id")));
+        assert_eq!(
+            (r, ua, id),
+            (None, h.get("user-agent"), h.get("x-request-id"))
+        );
         assert_eq!(ua.map(|v| v.as_bytes()), Some(&b"a"[..]));
         for i in 0..10 {
-            let name = http::HeaderName::try_from(format!("x-{i}"))
-                .unwrap_or_else(|e| panic!("{e}"));
+            let name =
+                http::HeaderName::try_from(format!("x-{i}")).unwrap_or_else(|e| panic!("{e}"));
             h.append(name, http::HeaderValue::from_static("v"));
         }
         let (_, ua, id) = super::logged_headers(&h);

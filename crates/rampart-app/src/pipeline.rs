@@ -632,7 +632,9 @@ mod tests {
             assert!(is_normal(p), "{p}");
             assert_eq!(normalize_path(p).as_deref(), Some(p));
         }
-        for p in ["/a//b", "//", "/./", "/a/.", "/a/..", "/%41", "a", "", "/a/./b"] {
+        for p in [
+            "/a//b", "//", "/./", "/a/.", "/a/..", "/%41", "a", "", "/a/./b",
+        ] {
             assert!(!is_normal(p), "{p}");
         }
         assert_eq!(normalize_path("/a/./b").as_deref(), Some("/a/b"));
