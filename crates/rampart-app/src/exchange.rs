@@ -40,6 +40,7 @@ impl Exchange {
         version: Version,
         headers: &HeaderMap,
     ) -> Self {
+        let (referer, user_agent, client_id) = logged_headers(headers);
         Exchange {
             conn: *conn,
             method,
@@ -47,10 +48,67 @@ impl Exchange {
             version,
             host: String::new(),
             path: String::new(),
-            request_id: crate::reqid::from_request(headers),
+            request_id: crate::reqid::from_client(client_id),
             started: Instant::now(),
-            referer: headers.get(http::header::REFERER).cloned(),
-            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            referer: referer.cloned(),
+            user_agent: user_agent.cloned(),
         }
+    }
+}
+
+/// The first `Referer`, `User-Agent` and `X-Request-Id` values. Most requests carry a handful
+/// of headers: one pass comparing names is cheaper than three hashed lookups (the iteration
+/// yields each name's values in order, so the first match is what `get` returns).
+fn logged_headers(
+    h: &HeaderMap,
+) -> (
+    Option<&HeaderValue>,
+    Option<&HeaderValue>,
+    Option<&HeaderValue>,
+) {
+    use http::header::{REFERER, USER_AGENT};
+    if h.len() > 8 {
+        return (
+            h.get(REFERER),
+            h.get(USER_AGENT),
+            h.get(&crate::reqid::HEADER_NAME),
+        );
+    }
+    let (mut referer, mut user_agent, mut id) = (None, None, None);
+    for (k, v) in h {
+        if k == USER_AGENT {
+            user_agent.get_or_insert(v);
+        } else if k == REFERER {
+            referer.get_or_insert(v);
+        } else if k == crate::reqid::HEADER_NAME {
+            id.get_or_insert(v);
+        }
+    }
+    (referer, user_agent, id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_headers_are_the_first_values() {
+        let mut h = http::HeaderMap::new();
+        h.append("user-agent", http::HeaderValue::from_static("a"));
+        h.append("x-request-id", http::HeaderValue::from_static("r1"));
+        h.append("user-agent", http::HeaderValue::from_static("b"));
+        h.append("x-request-id", http::HeaderValue::from_static("r2"));
+        let (r, ua, id) = super::logged_headers(&h);
+        assert_eq!(
+            (r, ua, id),
+            (None, h.get("user-agent"), h.get("x-request-id"))
+        );
+        assert_eq!(ua.map(|v| v.as_bytes()), Some(&b"a"[..]));
+        for i in 0..10 {
+            let name =
+                http::HeaderName::try_from(format!("x-{i}")).unwrap_or_else(|e| panic!("{e}"));
+            h.append(name, http::HeaderValue::from_static("v"));
+        }
+        let (_, ua, id) = super::logged_headers(&h);
+        assert_eq!(ua.map(|v| v.as_bytes()), Some(&b"a"[..]));
+        assert_eq!(id.map(|v| v.as_bytes()), Some(&b"r1"[..]));
     }
 }

@@ -289,6 +289,40 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
 
 /// Lower-cased host without port or trailing dot; `None` when it has bytes no host name has.
 fn host_of(raw: &[u8]) -> Option<String> {
+    simple_host(raw).or_else(|| host_of_general(raw))
+}
+
+/// The shape nearly every request has — `name` or `name:port`, plain ASCII, nothing to trim —
+/// in one pass over the bytes. `None` hands anything else to the general parser, so both always
+/// agree; this only skips its UTF-8 check, trimming and splitting (a few percent of a small
+/// static request).
+fn simple_host(raw: &[u8]) -> Option<String> {
+    let (host, port) = match raw.iter().rposition(|&b| b == b':') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        if n > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.len() > 253
+        || !host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return None;
+    }
+    // All ASCII by now, so the UTF-8 check cannot fail; one exact allocation.
+    std::str::from_utf8(host).ok().map(str::to_ascii_lowercase)
+}
+
+fn host_of_general(raw: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(raw).ok()?.trim();
     let host = if let Some(rest) = s.strip_prefix('[') {
         // IPv6 literal
@@ -327,8 +361,7 @@ fn host_of(raw: &[u8]) -> Option<String> {
 /// Percent-decodes the path and resolves `.`/`..` and repeated slashes (nginx's normalized URI,
 /// which locations match against). `None` for NUL bytes, bad escapes or `..` above the root.
 pub fn normalize_path(raw: &str) -> Option<String> {
-    let needs_work = raw.contains(['%', '.']) || raw.contains("//");
-    if !needs_work {
+    if is_normal(raw) {
         return Some(raw.to_string());
     }
     let bytes = raw.as_bytes();
@@ -368,6 +401,27 @@ pub fn normalize_path(raw: &str) -> Option<String> {
         out.push('/');
     }
     Some(out)
+}
+
+/// True when `normalize_path` would return `raw` unchanged: it starts with `/` and has no
+/// escapes and no empty (except a trailing one), `.` or `..` segments. A dot elsewhere (every
+/// file name with an extension) needs no work, so the common request skips the rebuild.
+fn is_normal(raw: &str) -> bool {
+    let Some(rest) = raw.as_bytes().strip_prefix(b"/") else {
+        return false;
+    };
+    if rest.contains(&b'%') {
+        return false;
+    }
+    let mut segs = rest.split(|&b| b == b'/').peekable();
+    while let Some(seg) = segs.next() {
+        match seg {
+            b"." | b".." => return false,
+            b"" if segs.peek().is_some() => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Reads a request body to its end without keeping it: 413 past `limit`, 400 when its framing
@@ -572,7 +626,7 @@ fn finish_held(
     if let Some(s) = &snap.server_header {
         h.insert(header::SERVER, s.clone());
     }
-    h.insert(reqid::HEADER, x.request_id.clone());
+    h.insert(reqid::HEADER_NAME, x.request_id.clone());
     let status = resp.status().as_u16();
     let log = LogAt {
         site: site.cloned(),
@@ -687,6 +741,18 @@ mod tests {
         assert_eq!(normalize_path("/x%00.html"), None);
         assert_eq!(normalize_path("/x%zz"), None);
         assert_eq!(normalize_path("/a/..").as_deref(), Some("/"));
+        // Already normal: returned as is (the fast check must agree with the rebuild).
+        for p in ["/", "/1k.html", "/a/b/", "/a.b/.c/d..e", "/.well-known/x"] {
+            assert!(is_normal(p), "{p}");
+            assert_eq!(normalize_path(p).as_deref(), Some(p));
+        }
+        for p in [
+            "/a//b", "//", "/./", "/a/.", "/a/..", "/%41", "a", "", "/a/./b",
+        ] {
+            assert!(!is_normal(p), "{p}");
+        }
+        assert_eq!(normalize_path("/a/./b").as_deref(), Some("/a/b"));
+        assert_eq!(normalize_path("//").as_deref(), Some("/"));
     }
 
     #[test]
@@ -697,5 +763,27 @@ mod tests {
         assert_eq!(host_of(b"a b"), None);
         assert_eq!(host_of(b"a:99999"), None);
         assert_eq!(host_of(b"evil/x"), None);
+        // The one-pass parser and the general one agree wherever the fast one answers.
+        for h in [
+            &b"127.0.0.1:18080"[..],
+            b"Example.com",
+            b"a.:80",
+            b"",
+            b":80",
+            b".",
+            b"x:0080",
+            b"x:65535",
+            b"x:65536",
+            b"x:",
+            b"x:1:2",
+            b"a_b-c",
+        ] {
+            if let Some(fast) = simple_host(h) {
+                assert_eq!(Some(fast), host_of_general(h), "{h:?}");
+            }
+            assert_eq!(host_of(h), host_of_general(h), "{h:?}");
+        }
+        assert_eq!(host_of(b" example.com ").as_deref(), Some("example.com"));
+        assert_eq!(host_of(b"x:+80").as_deref(), Some("x"));
     }
 }

@@ -42,6 +42,9 @@ pub trait HttpService: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
+/// The request header count hyper enforces when none is configured.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Connection settings that change with the config (a reload applies them to new connections).
 #[derive(Clone)]
 pub struct ConnSettings {
@@ -58,8 +61,13 @@ impl ConnSettings {
         b.http1()
             .keep_alive(true)
             .half_close(false)
-            .max_buf_size(limits.max_header_size.max(8192))
-            .max_headers(limits.max_headers);
+            .max_buf_size(limits.max_header_size.max(8192));
+        // hyper's own limit is 100. Setting any limit (even 100) makes it initialise two
+        // 100-slot header arrays per request instead of using uninitialised stack arrays: ~6 KiB
+        // copied per request, measured at 3% of a small static request. So only set others.
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            b.http1().max_headers(limits.max_headers);
+        }
         // No `pipeline_flush`: in hyper it turns off the bound on buffered response bytes and
         // forces copying bodies into one flat buffer (a stalled client could pin a whole file
         // in memory). Without it responses go out with writev, bounded.
