@@ -436,3 +436,39 @@ pub async fn send(
         }
     }
 }
+
+impl Peer {
+    /// An HTTP/1 connection over `stream`, which the caller opened (and wrote a preamble to,
+    /// see `proxy_header.rs`). It is not taken from the pool; whether it goes back depends on
+    /// the request (`Connection: close` keeps it out).
+    pub(crate) async fn handshake_over(
+        self: &Arc<Self>,
+        stream: connect::Stream,
+        upgrades: bool,
+    ) -> Result<Conn, UpstreamError> {
+        let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
+        let (tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| from_hyper(&self.label, &e))?;
+        if upgrades {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        Ok(Conn {
+            tx,
+            uses: 0,
+            peer: self.clone(),
+        })
+    }
+
+    /// The send timeout (bounds writing a PROXY header too).
+    pub(crate) fn send_timeout(&self) -> Duration {
+        self.send_timeout
+    }
+}

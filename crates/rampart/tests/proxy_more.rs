@@ -608,4 +608,3 @@ fn without_fail_on_5xx_a_server_answering_500_stays_in() {
         Some(1)
     );
 }
-
