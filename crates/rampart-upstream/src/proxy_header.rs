@@ -4,8 +4,11 @@
 //!
 //! A header names one client, so such a connection must never carry another client's request.
 //! The simple correct rule used here: a connection opened with a PROXY header serves exactly
-//! one request (the proxy sends it with `Connection: close`, which also keeps it out of the
-//! keep-alive pool). The cost is a new server connection per request, as without keep-alive.
+//! one request. Such connections are always new (never checked out of the keep-alive pool),
+//! and the proxy sends their request with `Connection: close`, so hyper closes them after the
+//! response instead of parking them idle in the pool. The cost is a new server connection (and
+//! TCP handshake) per request, as without keep-alive; reusing one per client connection would
+//! need the pool to key connections by client connection.
 //! Health checks send v1 `UNKNOWN` / v2 `LOCAL`, which the spec reserves for a proxy's own
 //! connections.
 

@@ -34,6 +34,8 @@ pub struct State {
     pub requests: AtomicU64,
     pub healthy: AtomicBool,
     pub connections: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
     /// Requests whose handler was dropped before it finished (the client side went away).
     pub cancelled: AtomicU64,
     /// Answer 500 to everything but `/health`.
@@ -79,6 +81,7 @@ impl Upstream {
             requests: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             connections: AtomicU64::new(0),
+            open: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             proxied,
@@ -207,6 +210,8 @@ async fn serve<S>(state: Arc<State>, stream: S, client: Option<String>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    state.open.fetch_add(1, Ordering::SeqCst);
+    let _open = OpenGuard(state.clone());
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let client = client.clone();
@@ -277,6 +282,14 @@ async fn read_proxy_header(s: &mut tokio::net::TcpStream) -> Option<String> {
             Some(SocketAddr::new(Ipv6Addr::from(b).into(), port).to_string())
         }
         _ => None,
+    }
+}
+
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
