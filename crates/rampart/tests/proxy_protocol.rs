@@ -320,3 +320,110 @@ proxy = "app"
     assert_eq!(resp.header("x-proxy-client"), Some("203.0.113.77:51234"));
     assert!(resp.text().contains("x-forwarded-for: 203.0.113.77\n"));
 }
+
+#[test]
+fn websocket_upgrade_to_an_upstream_that_wants_a_header() {
+    let a = Upstream::start_proxied("a");
+    let r = Rampart::with_config(&back_config(&a, "v2"));
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains(&format!("x-proxy-client: {me}\r\n")),
+        "{head}"
+    );
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+#[test]
+fn a_reload_can_turn_accepting_on_for_new_connections() {
+    let a = Upstream::start("a");
+    let plain = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{{admin}}"
+
+[upstream.app]
+servers = ["{}"]
+
+[[server]]
+listen = ["127.0.0.1:{{port}}"]
+access_log = {{ path = "off" }}
+
+[[server.route]]
+prefix = "/"
+proxy = "app"
+"#,
+        a.addr()
+    );
+    let r = Rampart::with_config(&plain);
+    assert_eq!(send(r.port, b"", "/").unwrap().status, 200);
+    r.write_config(&plain.replace(
+        "access_log = { path = \"off\" }",
+        "access_log = { path = \"off\" }\nproxy_protocol = true",
+    ));
+    let out = rampart(&["reload", "-c", r.config_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(send(r.port, b"", "/").is_none(), "a header is required now");
+    let v1 = format!("PROXY TCP4 203.0.113.5 127.0.0.1 1000 {}\r\n", r.port);
+    let seen = send(r.port, v1.as_bytes(), "/headers").unwrap().text();
+    assert!(seen.contains("x-forwarded-for: 203.0.113.5\n"), "{seen}");
+}
+
+#[test]
+fn mirrored_copies_carry_the_header_too() {
+    let a = Upstream::start("a");
+    let shadow = Upstream::start_proxied("shadow");
+    let cfg = format!(
+        r#"
+[upstream.app]
+servers = ["{}"]
+
+[upstream.shadow]
+servers = ["{}"]
+send_proxy_protocol = "v1"
+
+[[server]]
+listen = ["127.0.0.1:{{port}}"]
+access_log = {{ path = "off" }}
+
+[[server.route]]
+prefix = "/"
+proxy = "app"
+mirror = {{ upstream = "shadow", percent = 100 }}
+"#,
+        a.addr(),
+        shadow.addr()
+    );
+    let r = Rampart::with_config(&cfg);
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let me = s.local_addr().unwrap().to_string();
+    let mut rd = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..5 {
+        s.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut rd, false).unwrap().text(), "a GET /m");
+    }
+    let t = std::time::Instant::now();
+    while shadow.count() < 5 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(shadow.count(), 5);
+    assert_eq!(shadow.proxy_clients(), vec![me; 5]);
+}

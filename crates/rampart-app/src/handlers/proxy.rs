@@ -625,8 +625,8 @@ pub async fn forward(
     let upgrade = on_upgrade.is_some() && wants_upgrade(&parts.headers);
     let mut head = upstream_head(s, parts, x, upgrade)?;
     if group.upstream.settings.proxy_protocol.is_some() && !upgrade {
-        // The connection's PROXY header names this client: one request, then it closes
-        // (hyper keeps a `Connection: close` request's connection out of the pool).
+        // The connection's PROXY header names this client: one request, then hyper closes it
+        // instead of leaving it idle in the pool (see rampart-upstream/src/proxy_header.rs).
         head.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
