@@ -376,6 +376,10 @@ fn upstream_settings(
         slow_start: u.slow_start.0,
         sticky,
         dns_refresh: u.dns_refresh.0,
+        proxy_protocol: u.send_proxy_protocol.map(|v| match v {
+            rampart_config::ProxyProtocolVersion::V1 => up::ProxyProtocol::V1,
+            rampart_config::ProxyProtocolVersion::V2 => up::ProxyProtocol::V2,
+        }),
     })
 }
 

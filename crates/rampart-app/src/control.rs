@@ -126,6 +126,21 @@ pub fn conn_limits(cfg: &Config) -> ConnLimits {
     }
 }
 
+/// Listen addresses whose connections start with a PROXY protocol header (validation makes
+/// every server on an address agree, so any server saying so decides).
+pub fn proxy_protocol_addrs(cfg: &Config) -> Vec<std::net::SocketAddr> {
+    let mut out: Vec<std::net::SocketAddr> = cfg
+        .servers
+        .iter()
+        .filter(|s| s.proxy_protocol)
+        .flat_map(|s| s.listen.iter())
+        .filter_map(|a| rampart_config::parse_listen(a).ok())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The HTTP service: every request goes to [`crate::pipeline::handle`] with the current snapshot.
 #[derive(Debug, Clone)]
 pub struct App(pub Arc<Runtime>);

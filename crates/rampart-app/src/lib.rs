@@ -16,4 +16,4 @@ pub mod snapshot;
 mod timefmt;
 pub mod waf;
 
-pub use control::{conn_limits, App, Runtime, Shared};
+pub use control::{conn_limits, proxy_protocol_addrs, App, Runtime, Shared};

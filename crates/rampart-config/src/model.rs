@@ -155,6 +155,10 @@ pub struct Server {
     pub waf: Option<Waf>,
     /// Access rules (IP allow/deny, rate limits) for every route of this server.
     pub access: Option<Access>,
+    /// Connections to this server's listen addresses start with a PROXY protocol header (v1 or
+    /// v2) from an L4 load balancer; the client address it names is used everywhere. Every
+    /// server on a listen address must agree.
+    pub proxy_protocol: bool,
     /// Routes, tried in nginx's order (exact, longest prefix, regex in file order).
     #[serde(rename = "route")]
     pub routes: Vec<Route>,
@@ -171,6 +175,7 @@ impl Default for Server {
             headers: HeaderOps::default(),
             waf: None,
             access: None,
+            proxy_protocol: false,
             routes: Vec::new(),
         }
     }
@@ -434,6 +439,18 @@ pub struct Upstream {
     pub sticky: Option<Sticky>,
     /// How often host names of servers are resolved again.
     pub dns_refresh: Dur,
+    /// Start every connection to the servers with a PROXY protocol header naming the client.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// PROXY protocol versions (HAProxy's spec).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
 }
 
 impl Default for Upstream {
@@ -455,6 +472,7 @@ impl Default for Upstream {
             slow_start: Dur::secs(0),
             sticky: None,
             dns_refresh: Dur::secs(30),
+            send_proxy_protocol: None,
         }
     }
 }

@@ -143,6 +143,9 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
     // (listen address, server name) pairs must be unique; one default per address.
     let mut seen_names: HashMap<(SocketAddr, String), usize> = HashMap::new();
     let mut defaults: HashMap<SocketAddr, usize> = HashMap::new();
+    // The PROXY header comes before any HTTP (before the Host header that picks a server), so
+    // it is a property of the listen address: every server there must say the same.
+    let mut proxy_protocol: HashMap<SocketAddr, (bool, usize)> = HashMap::new();
     for (si, server) in cfg.servers.iter().enumerate() {
         let sp = |rest: &[&str]| {
             let mut p = vec![k("server"), PathSeg::Index(si)];
@@ -189,6 +192,23 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
                             None,
                         );
                     }
+                }
+            }
+            match proxy_protocol.get(&addr) {
+                Some(&(prev, pi)) if prev != server.proxy_protocol && pi != si => push(
+                    sp(&["proxy_protocol"]),
+                    format!(
+                        "proxy_protocol = {} here but {prev} on server #{} that also listens on {addr}: \
+                         every server on one address must agree (the PROXY header arrives before the \
+                         Host header that chooses the server)",
+                        server.proxy_protocol,
+                        pi + 1
+                    ),
+                    None,
+                ),
+                Some(_) => {}
+                None => {
+                    proxy_protocol.insert(addr, (server.proxy_protocol, si));
                 }
             }
             if server.default {

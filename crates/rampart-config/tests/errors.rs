@@ -139,3 +139,20 @@ fn documented_example_uses_only_valid_keys() {
         }
     }
 }
+
+#[test]
+fn proxy_protocol_must_agree_per_listen_address() {
+    let text = "[[server]]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nserver_names = [\"a\"]\nproxy_protocol = true\n[[server.route]]\nreturn = { status = 200 }\n\n[[server]]\nlisten = [\"127.0.0.1:2\"]\nserver_names = [\"b\"]\n[[server.route]]\nreturn = { status = 200 }\n\n[[server]]\nlisten = [\"127.0.0.1:1\"]\nserver_names = [\"c\"]\nproxy_protocol = true\n[[server.route]]\nreturn = { status = 200 }\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:8:"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("proxy_protocol = false here but true on server #1")
+            && errs[0].contains("127.0.0.1:2"),
+        "{}",
+        errs[0]
+    );
+    let errs = errors("[upstream.app]\nservers = [\"127.0.0.1:9\"]\nsend_proxy_protocol = \"v3\"\n[[server]]\n[[server.route]]\nproxy = \"app\"\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:3:"), "{}", errs[0]);
+}

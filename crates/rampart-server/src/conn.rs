@@ -52,6 +52,8 @@ pub struct ConnSettings {
     pub limits: ConnLimits,
     /// A hyper builder prepared from them.
     pub builder: Arc<auto::Builder<TokioExecutor>>,
+    /// Listen addresses that require a PROXY protocol header (see `proxy_protocol.rs`).
+    pub(crate) proxy_protocol: Arc<Vec<SocketAddr>>,
 }
 
 impl ConnSettings {
@@ -78,6 +80,7 @@ impl ConnSettings {
         ConnSettings {
             limits,
             builder: Arc::new(b),
+            proxy_protocol: Arc::new(Vec::new()),
         }
     }
 }

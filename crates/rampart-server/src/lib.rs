@@ -5,6 +5,7 @@ mod body;
 mod conn;
 mod guard;
 mod listen;
+pub mod proxy_protocol;
 
 use std::time::Duration;
 

@@ -116,7 +116,7 @@ impl<S: HttpService> Listeners<S> {
         for (addr, listener) in bound {
             let local = listener.local_addr().unwrap_or(addr);
             tracing::info!(%local, "listening");
-            running.insert(addr, self.spawn(listener));
+            running.insert(addr, self.spawn(addr, listener));
         }
         let gone: Vec<SocketAddr> = running
             .keys()
@@ -140,7 +140,7 @@ impl<S: HttpService> Listeners<S> {
             .unwrap_or_default()
     }
 
-    fn spawn(&self, listener: TcpListener) -> Running {
+    fn spawn(&self, addr: SocketAddr, listener: TcpListener) -> Running {
         let (stop, mut stop_rx) = watch::channel(false);
         let service = self.service.clone();
         let settings = self.settings.clone();
@@ -170,7 +170,7 @@ impl<S: HttpService> Listeners<S> {
                     Ok(a) => a,
                     Err(_) => continue,
                 };
-                let info = ConnInfo {
+                let mut info = ConnInfo {
                     peer,
                     local,
                     id: ids.fetch_add(1, Ordering::Relaxed),
@@ -179,6 +179,9 @@ impl<S: HttpService> Listeners<S> {
                 let service = service.clone();
                 let drain = drain.clone();
                 tokio::spawn(async move {
+                    if !crate::proxy_protocol::accept(&stream, addr, &settings, &mut info).await {
+                        return;
+                    }
                     conn::serve(stream, info, (*settings).clone(), service, drain).await;
                     drop(permit);
                 });

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 
 use crate::peer::Peer;
-use crate::settings::HealthSettings;
+use crate::settings::{HealthSettings, ProxyProtocol};
 use crate::Upstream;
 
 /// Most body bytes read from a health answer.
@@ -36,8 +36,9 @@ async fn check_loop(up: Weak<Upstream>, index: usize, h: HealthSettings) {
             return;
         };
         let name = group.settings.name.clone();
+        let pp = group.settings.proxy_protocol;
         drop(group);
-        let result = tokio::time::timeout(h.timeout, probe(&peer, &h))
+        let result = tokio::time::timeout(h.timeout, probe(&peer, &h, pp))
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
         match result {
@@ -60,8 +61,21 @@ async fn check_loop(up: Weak<Upstream>, index: usize, h: HealthSettings) {
     }
 }
 
-async fn probe(peer: &Arc<Peer>, h: &HealthSettings) -> Result<(), String> {
-    let stream = peer.open().await.map_err(|e| e.to_string())?;
+async fn probe(
+    peer: &Arc<Peer>,
+    h: &HealthSettings,
+    proxy_protocol: Option<ProxyProtocol>,
+) -> Result<(), String> {
+    let mut stream = peer.open().await.map_err(|e| e.to_string())?;
+    if let Some(v) = proxy_protocol {
+        // A server expecting PROXY headers refuses connections without one; a check is the
+        // proxy's own connection, which the spec's LOCAL / UNKNOWN form is for.
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(&crate::proxy_header::encode_local(v))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let Some(path) = &h.http_path else {
         return Ok(());
     };

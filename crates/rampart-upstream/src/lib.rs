@@ -11,6 +11,7 @@ mod connect;
 mod error;
 mod health;
 mod peer;
+mod proxy_header;
 mod settings;
 pub mod sticky;
 
@@ -27,6 +28,7 @@ pub use budget::RetryBudget;
 pub use connect::Stream;
 pub use error::{ErrorClass, UpstreamError};
 pub use peer::{resolve, send, Conn, InFlight, Peer, PeerStats, SendFailure};
+pub use proxy_header::{encode as encode_proxy_header, encode_local as encode_local_proxy_header};
 pub use settings::*;
 
 use balance::{Ring, SmoothRoundRobin};

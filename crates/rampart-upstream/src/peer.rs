@@ -82,6 +82,8 @@ pub struct Conn {
     /// `None` when a spawned task drives it (upgrades) or once it has ended.
     driver: Option<Driver>,
     uses: u64,
+    /// May go back to the pool (not when it carries one client's PROXY header).
+    pooled: bool,
     peer: Arc<Peer>,
 }
 
@@ -325,6 +327,7 @@ impl Peer {
             tx,
             driver,
             uses: 0,
+            pooled: true,
             peer: self.clone(),
         })
     }
@@ -361,6 +364,7 @@ impl Peer {
     fn checkin(&self, c: Conn) {
         let uses = c.uses;
         if c.tx.is_closed()
+            || !c.pooled
             || c.driver.is_none()
             || self.pool.max_idle == 0
             || (self.pool.max_requests > 0 && uses >= self.pool.max_requests)
@@ -459,5 +463,42 @@ pub async fn send(
                 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
             Ok(resp.map(|b: Incoming| ResBody::new(b, conn, reuse, inflight, read_timeout)))
         }
+    }
+}
+
+impl Peer {
+    /// An HTTP/1 connection over `stream`, which the caller opened (and wrote a preamble to,
+    /// see `proxy_header.rs`). It is not taken from the pool; whether it goes back depends on
+    /// the request (`Connection: close` keeps it out).
+    pub(crate) async fn handshake_over(
+        self: &Arc<Self>,
+        stream: connect::Stream,
+        upgrades: bool,
+    ) -> Result<Conn, UpstreamError> {
+        let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
+        let (tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| from_hyper(&self.label, &e))?;
+        let driver = if upgrades {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            None
+        } else {
+            Some(Box::pin(conn) as Driver)
+        };
+        Ok(Conn {
+            tx,
+            driver,
+            uses: 0,
+            pooled: false,
+            peer: self.clone(),
+        })
+    }
+
+    /// The send timeout (bounds writing a PROXY header too).
+    pub(crate) fn send_timeout(&self) -> Duration {
+        self.send_timeout
     }
 }

@@ -182,4 +182,15 @@ pub struct UpstreamSettings {
     pub sticky: Option<StickySettings>,
     /// Re-resolve host names this often.
     pub dns_refresh: Duration,
+    /// Start every connection with a PROXY protocol header (see `proxy_header.rs`).
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// PROXY protocol header versions (HAProxy's spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// Text: `PROXY TCP4 src dst sport dport\r\n`.
+    V1,
+    /// Binary, with the 12-byte signature.
+    V2,
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use rampart_app::{conn_limits, App, Runtime};
+use rampart_app::{conn_limits, proxy_protocol_addrs, App, Runtime};
 use rampart_config::{Config, ConfigErrors, EMBEDDED_DEFAULT};
 use rampart_server::{ConnSettings, Listeners};
 use tokio::signal::unix::{signal, SignalKind};
@@ -373,6 +373,7 @@ impl Process {
             .load()
             .inspect_err(|_| self.app.note_failed_reload())?;
         let limits = conn_limits(&cfg);
+        let proxied = proxy_protocol_addrs(&cfg);
         let snap = self.app.prepare(cfg).map_err(|e| e.to_string())?;
         let addrs = snap.hosts.addrs();
         // Bind new addresses before anything changes (a bind error aborts the reload), install
@@ -382,7 +383,8 @@ impl Process {
             .bind_new(&addrs)
             .inspect_err(|_| self.app.note_failed_reload())
             .map_err(|e| e.to_string())?;
-        self.listeners.set_settings(ConnSettings::new(limits));
+        self.listeners
+            .set_settings(ConnSettings::new(limits).with_proxy_protocol(proxied));
         let g = snap.generation;
         self.app.install(snap);
         self.listeners.activate(bound, &addrs);
@@ -398,12 +400,13 @@ async fn serve_until_stopped(source: Source, cfg: Config, workers: usize) -> any
     let pid_file = cfg.global.pid_file.clone();
     let admin_addr = cfg.admin.listen.clone();
     let limits = conn_limits(&cfg);
+    let proxied = proxy_protocol_addrs(&cfg);
     let app = Arc::new(Runtime::new(cfg).map_err(|e| anyhow!("{e}"))?);
     app.spawn_tasks();
     let snap = app.snapshot();
     let listeners = Arc::new(Listeners::new(
         Arc::new(App(app.clone())),
-        ConnSettings::new(limits),
+        ConnSettings::new(limits).with_proxy_protocol(proxied),
     ));
     let addrs = snap.hosts.addrs();
     listeners.sync(&addrs)?;

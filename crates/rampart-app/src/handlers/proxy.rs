@@ -673,7 +673,13 @@ pub async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let group = s.choose_group(parts);
     let upgrade = on_upgrade.is_some() && wants_upgrade(&parts.headers);
-    let head = upstream_head(s, parts, x, upgrade)?;
+    let mut head = upstream_head(s, parts, x, upgrade)?;
+    if group.upstream.settings.proxy_protocol.is_some() && !upgrade {
+        // The connection's PROXY header names this client: one request, then hyper closes it
+        // instead of leaving it idle in the pool (see rampart-upstream/src/proxy_header.rs).
+        head.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 
     // The body: none, buffered (replayable), or streamed (bounded, timed).
     let body = match body {
@@ -740,7 +746,7 @@ async fn forward_source(
     if let Some(m) = &s.mirror {
         if source.replayable() && m.take() {
             if let Some(h) = &first_head {
-                mirror(m, h, &source);
+                mirror(m, h, &source, x);
             }
         }
     }
@@ -796,7 +802,10 @@ async fn forward_source(
         };
         attempts += 1;
         let inflight = peer.start();
-        let conn = if upgrade {
+        let conn = if let Some(v) = up.settings.proxy_protocol {
+            let client = Some((x.conn.peer, x.conn.local));
+            peer.connect_with_proxy_header(v, client, upgrade).await
+        } else if upgrade {
             peer.connect_upgradable().await
         } else {
             peer.checkout().await
@@ -1086,7 +1095,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<T> {
 
 /// Sends a copy of the request to the mirror group in the background; its answer is read and
 /// dropped. Never waits: with every mirror slot busy, the copy is skipped.
-fn mirror(m: &Mirror, head: &Request<()>, source: &Source) {
+fn mirror(m: &Mirror, head: &Request<()>, source: &Source, x: &Exchange) {
     let Ok(slot) = m.slots.clone().try_acquire_owned() else {
         return;
     };
@@ -1099,13 +1108,23 @@ fn mirror(m: &Mirror, head: &Request<()>, source: &Source) {
     *req.uri_mut() = head.uri().clone();
     *req.headers_mut() = head.headers().clone();
     let up = m.group.upstream.clone();
+    let pp = up.settings.proxy_protocol;
+    if pp.is_some() {
+        req.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let client = (x.conn.peer, x.conn.local);
     tokio::spawn(async move {
         let _slot = slot;
         let Some(peer) = up.select(&Pick::default()) else {
             return;
         };
         let inflight = peer.start();
-        let Ok(conn) = peer.checkout().await else {
+        let conn = match pp {
+            Some(v) => peer.connect_with_proxy_header(v, Some(client), false).await,
+            None => peer.checkout().await,
+        };
+        let Ok(conn) = conn else {
             return;
         };
         let rt = up.settings.read_timeout;
@@ -1193,6 +1212,7 @@ mod tests {
                 slow_start: Duration::ZERO,
                 sticky: None,
                 dns_refresh: Duration::from_secs(30),
+                proxy_protocol: None,
             })
             .unwrap(),
         );

@@ -5,12 +5,19 @@
 //! back; `/bytes/N` streams N bytes; `/headers` lists the request headers; `/ws` switches
 //! protocols and echoes raw bytes; `/health` is 200 "ok" unless the server is set unhealthy;
 //! `/setcookie/NAME=VALUE` sets a cookie. Anything else: 200 "NAME METHOD PATH".
+//! With `set_failing(true)` every path but `/health` answers 500.
+//!
+//! Modes: TCP (default), a Unix socket (`start_unix`), and PROXY protocol (`start_proxied`):
+//! each connection must begin with a PROXY v1 or v2 header, parsed here independently of
+//! Rampart's own parser, and every response carries `x-proxy-client` with the source address
+//! the header named (`local` for v2 LOCAL, `unknown` for v1 UNKNOWN).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,11 +34,25 @@ pub struct State {
     pub requests: AtomicU64,
     pub healthy: AtomicBool,
     pub connections: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Requests whose handler was dropped before it finished (the client side went away).
+    pub cancelled: AtomicU64,
+    /// Answer 500 to everything but `/health`.
+    pub failing: AtomicBool,
+    /// Connections must start with a PROXY header.
+    pub proxied: bool,
+    /// Connections refused because their PROXY header was missing or malformed.
+    pub bad_proxy_headers: AtomicU64,
+    /// The source of every PROXY header seen, in order.
+    pub proxy_clients: Mutex<Vec<String>>,
 }
 
 pub struct Upstream {
     pub port: u16,
     pub state: Arc<State>,
+    /// Listen on this Unix socket instead of TCP.
+    pub unix: Option<PathBuf>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -41,15 +62,36 @@ impl Upstream {
     }
 
     pub fn start_on(name: &str, port: u16) -> Upstream {
+        Self::build(name, port, None, false)
+    }
+
+    /// Listens on a Unix socket at `path` (its address is `unix:PATH`).
+    pub fn start_unix(name: &str, path: PathBuf) -> Upstream {
+        Self::build(name, 0, Some(path), false)
+    }
+
+    /// Requires a PROXY protocol header (v1 or v2) on every connection.
+    pub fn start_proxied(name: &str) -> Upstream {
+        Self::build(name, super::free_port(), None, true)
+    }
+
+    fn build(name: &str, port: u16, unix: Option<PathBuf>, proxied: bool) -> Upstream {
         let state = Arc::new(State {
             name: name.to_string(),
             requests: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             connections: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            proxied,
+            bad_proxy_headers: AtomicU64::new(0),
+            proxy_clients: Mutex::new(Vec::new()),
         });
         let mut u = Upstream {
             port,
             state,
+            unix,
             rt: None,
         };
         u.restart();
@@ -57,7 +99,22 @@ impl Upstream {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.unix {
+            Some(p) => format!("unix:{}", p.display()),
+            None => format!("127.0.0.1:{}", self.port),
+        }
+    }
+
+    pub fn cancelled(&self) -> u64 {
+        self.state.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub fn set_failing(&self, on: bool) {
+        self.state.failing.store(on, Ordering::SeqCst);
+    }
+
+    pub fn proxy_clients(&self) -> Vec<String> {
+        self.state.proxy_clients.lock().unwrap().clone()
     }
 
     pub fn count(&self) -> u64 {
@@ -83,6 +140,25 @@ impl Upstream {
             .enable_all()
             .build()
             .unwrap();
+        if let Some(path) = self.unix.clone() {
+            let _ = std::fs::remove_file(&path);
+            let listener = {
+                let _g = rt.enter();
+                tokio::net::UnixListener::bind(&path).unwrap()
+            };
+            let state = self.state.clone();
+            rt.spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    state.connections.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(serve(state.clone(), stream, None));
+                }
+            });
+            self.rt = Some(rt);
+            return;
+        }
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let listener = {
             let _g = rt.enter();
@@ -102,24 +178,129 @@ impl Upstream {
         let state = self.state.clone();
         rt.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((mut stream, _)) = listener.accept().await else {
                     continue;
                 };
                 state.connections.fetch_add(1, Ordering::SeqCst);
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(state, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let client = if state.proxied {
+                        match read_proxy_header(&mut stream).await {
+                            Some(c) => {
+                                state.proxy_clients.lock().unwrap().push(c.clone());
+                                Some(c)
+                            }
+                            None => {
+                                state.bad_proxy_headers.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    serve(state, stream, client).await;
                 });
             }
         });
         self.rt = Some(rt);
+    }
+}
+
+async fn serve<S>(state: Arc<State>, stream: S, client: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    state.open.fetch_add(1, Ordering::SeqCst);
+    let _open = OpenGuard(state.clone());
+    let svc = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let client = client.clone();
+        async move {
+            let mut resp = handle(state, req).await;
+            if let Some(c) = client {
+                resp.headers_mut()
+                    .insert("x-proxy-client", c.parse().unwrap());
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades()
+        .await;
+}
+
+/// Reads a PROXY v1 or v2 header (HAProxy's spec) byte-exactly; `None` when malformed.
+async fn read_proxy_header(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    const SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first[..6]).await.ok()?;
+    if &first[..6] == b"PROXY " {
+        let mut line = b"PROXY ".to_vec();
+        while !line.ends_with(b"\r\n") {
+            if line.len() > 107 {
+                return None;
+            }
+            line.push(s.read_u8().await.ok()?);
+        }
+        let text = std::str::from_utf8(&line[6..line.len() - 2]).ok()?;
+        let parts: Vec<&str> = text.split(' ').collect();
+        return match parts.as_slice() {
+            ["UNKNOWN", ..] => Some("unknown".into()),
+            [fam, src, _dst, sport, _dport] if *fam == "TCP4" || *fam == "TCP6" => {
+                let ip: IpAddr = src.parse().ok()?;
+                let port: u16 = sport.parse().ok()?;
+                Some(SocketAddr::new(ip, port).to_string())
+            }
+            _ => None,
+        };
+    }
+    s.read_exact(&mut first[6..]).await.ok()?;
+    if &first != SIG {
+        return None;
+    }
+    let mut hdr = [0u8; 4];
+    s.read_exact(&mut hdr).await.ok()?;
+    let len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    let mut rest = vec![0u8; len];
+    s.read_exact(&mut rest).await.ok()?;
+    if hdr[0] >> 4 != 2 {
+        return None;
+    }
+    match (hdr[0] & 0xf, hdr[1]) {
+        (0, _) => Some("local".into()),
+        (1, 0x11) if len >= 12 => {
+            let ip = Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]);
+            let port = u16::from_be_bytes([rest[8], rest[9]]);
+            Some(SocketAddr::new(ip.into(), port).to_string())
+        }
+        (1, 0x21) if len >= 36 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&rest[..16]);
+            let port = u16::from_be_bytes([rest[32], rest[33]]);
+            Some(SocketAddr::new(Ipv6Addr::from(b).into(), port).to_string())
+        }
+        _ => None,
+    }
+}
+
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a request as cancelled when its handler is dropped before finishing.
+struct CancelGuard(Option<Arc<State>>);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -147,6 +328,12 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<BoxBo
     state.requests.fetch_add(1, Ordering::SeqCst);
     let name = state.name.clone();
     let resp = Response::builder().header("x-upstream", name.as_str());
+    if state.failing.load(Ordering::SeqCst) {
+        return resp
+            .status(500)
+            .body(full(format!("{name} failing")))
+            .unwrap();
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let code: u16 = code.parse().unwrap_or(500);
         return resp
@@ -155,7 +342,9 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<BoxBo
             .unwrap();
     }
     if let Some(ms) = path.strip_prefix("/slow/") {
+        let mut guard = CancelGuard(Some(state.clone()));
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(100))).await;
+        guard.0 = None;
         return resp.body(full(format!("{name} slow"))).unwrap();
     }
     if path == "/echo" {
