@@ -229,6 +229,11 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
         }
     } else {
         let from_header = match host_header {
+            // HTTP/1.1 must name a host (an empty Host is a 400, as in nginx); for HTTP/1.0 an
+            // empty one is the same as none.
+            Some(h) if h.is_empty() && parts.version == Version::HTTP_11 => {
+                return Err(StatusCode::BAD_REQUEST)
+            }
             Some(h) => Some(host_of(h.as_bytes()).ok_or(StatusCode::BAD_REQUEST)?),
             None if parts.version == Version::HTTP_11 => return Err(StatusCode::BAD_REQUEST),
             None => None,

@@ -111,6 +111,10 @@ pub struct GuardedIo {
     head_req_no: u64,
     last_read_ms: u64,
     timed_out: bool,
+    /// Progress through the current request line (see `target.rs`).
+    line: crate::target::LineState,
+    /// Escaped request-line bytes that did not fit the caller's buffer, served first.
+    pending: Vec<u8>,
 }
 
 impl GuardedIo {
@@ -134,6 +138,8 @@ impl GuardedIo {
             head_req_no: 0,
             last_read_ms: now,
             timed_out: false,
+            line: crate::target::LineState::Done,
+            pending: Vec::new(),
         }
     }
 }
@@ -147,6 +153,12 @@ impl AsyncRead for GuardedIo {
         let this = self.get_mut();
         if this.timed_out {
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.drain(..n);
+            return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let Some(stream) = this.inner.as_mut() else {
@@ -183,6 +195,25 @@ impl AsyncRead for GuardedIo {
                     {
                         this.head_started_ms = Some(now);
                         this.head_req_no = this.state.requests.load(Ordering::Acquire);
+                        this.line = crate::target::LineState::Method;
+                    }
+                    if this.proto == Proto::H1 && this.line != crate::target::LineState::Done {
+                        let got = &buf.filled()[before..];
+                        if let Some(out) = crate::target::escape(&mut this.line, got) {
+                            buf.set_filled(before);
+                            let n = out.len().min(buf.remaining());
+                            buf.put_slice(&out[..n]);
+                            this.pending.extend_from_slice(&out[n..]);
+                        }
+                        if this.line == crate::target::LineState::Invalid {
+                            this.timed_out = true;
+                            this.state.answered.store(true, Ordering::Release);
+                            if let Some(s) = this.inner.as_ref() {
+                                let _ = s.try_write(BAD_FRAMING_RESPONSE);
+                            }
+                            tracing::debug!("fragment in the request target: 400");
+                            return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+                        }
                     }
                 }
                 return Poll::Ready(Ok(()));

@@ -6,6 +6,7 @@ mod conn;
 mod guard;
 mod listen;
 pub mod proxy_protocol;
+mod target;
 
 use std::time::Duration;
 

@@ -262,6 +262,15 @@ fn reload_every_second_under_load_loses_zero_requests() {
         }
         r.write_config(&c);
         r.signal("HUP");
+        // Signals sent while a reload runs coalesce into one: wait until this one is applied
+        // (on a loaded machine a reload can take longer than the second between signals).
+        let want = format!("rampart_reloads_total{{result=\"ok\"}} {i}\n");
+        let t = std::time::Instant::now();
+        while !get(r.admin_port, "/metrics", &[]).text().contains(&want)
+            && t.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let out = wrk.wait();
     let text =
