@@ -98,6 +98,7 @@ impl Rampart {
         let port = free_port();
         let admin_port = free_port();
         let text = render(config, port, admin_port, dir.path());
+        let has_admin = text.contains(&format!(":{admin_port}\""));
         let config_path = dir.path().join("rampart.toml");
         std::fs::write(&config_path, text).unwrap();
         let child = Command::new(BIN)
@@ -108,7 +109,12 @@ impl Rampart {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Self::started(child, port, admin_port, dir, config_path)
+        let r = Self::started(child, port, admin_port, dir, config_path);
+        // The admin listener starts after the main ones: wait for it too when configured.
+        if has_admin {
+            wait_port(admin_port);
+        }
+        r
     }
 
     /// Starts `rampart serve DIR --listen 127.0.0.1:PORT ARGS…`.
