@@ -130,10 +130,16 @@ pub async fn request(
         &c.local.ip().to_string(),
         c.local.port(),
     );
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string());
+    // The target as received: absolute-form (`GET http://host/ HTTP/1.1`) stays absolute,
+    // so REQUEST_LINE and REQUEST_URI_RAW are what the client sent.
+    let target = if parts.uri.scheme().is_some() && parts.version < Version::HTTP_2 {
+        parts.uri.to_string()
+    } else {
+        parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string())
+    };
     tx.process_uri(&target, parts.method.as_str(), protocol(parts.version));
     if parts.version >= Version::HTTP_2 {
         if let Some(a) = parts.uri.authority() {
