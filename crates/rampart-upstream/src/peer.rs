@@ -308,28 +308,9 @@ impl Peer {
 
     async fn handshake(self: &Arc<Self>, upgrades: bool) -> Result<Conn, UpstreamError> {
         let stream = self.open().await?;
-        let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
-        let (tx, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| from_hyper(&self.label, &e))?;
-        let driver = if upgrades {
-            // The upgraded stream is handed over by the connection future when it ends, so
-            // it runs in a task of its own.
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            None
-        } else {
-            Some(Box::pin(conn))
-        };
-        Ok(Conn {
-            tx,
-            driver,
-            uses: 0,
-            pooled: true,
-            peer: self.clone(),
-        })
+        let mut c = self.handshake_over(stream, upgrades).await?;
+        c.pooled = true;
+        Ok(c)
     }
 
     /// A connection: an idle pooled one that is still good, else a new one.
@@ -481,6 +462,8 @@ impl Peer {
             .await
             .map_err(|e| from_hyper(&self.label, &e))?;
         let driver = if upgrades {
+            // The upgraded stream is handed over by the connection future when it ends, so
+            // it runs in a task of its own.
             tokio::spawn(async move {
                 let _ = conn.with_upgrades().await;
             });

@@ -62,22 +62,9 @@ pub struct ServeArgs {
     /// Also start the admin listener (health, metrics) on this address.
     #[arg(long)]
     pub admin: Option<String>,
-    /// Protect with Rampart's built-in WAF policy (no rule files needed).
-    #[arg(long)]
-    pub waf: bool,
-    /// SecLang rule files or globs, loaded in order (e.g. crs-setup.conf, rules/*.conf);
-    /// repeatable. Implies --waf.
-    #[arg(long = "waf-rules")]
-    pub waf_rules: Vec<String>,
-    /// WAF mode: block (deny what the rules deny) or detect (log only).
-    #[arg(long, default_value = "block")]
-    pub waf_mode: String,
-    /// JSON Lines audit log of matched rules (one line per logged match, with its id).
-    #[arg(long)]
-    pub waf_log: Option<String>,
-    /// Audit log format: json, or modsec (ModSecurity error-log lines).
-    #[arg(long, default_value = "json")]
-    pub waf_log_format: String,
+    /// WAF settings.
+    #[command(flatten)]
+    pub waf: WafArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,20 +87,28 @@ pub struct ProxyArgs {
     /// Also start the admin listener (health, metrics) on this address.
     #[arg(long)]
     pub admin: Option<String>,
+    /// WAF settings.
+    #[command(flatten)]
+    pub waf: WafArgs,
+}
+
+/// The `--waf*` flags shared by the quick commands.
+#[derive(Debug, clap::Args)]
+pub struct WafArgs {
     /// Protect with Rampart's built-in WAF policy (no rule files needed).
-    #[arg(long)]
-    pub waf: bool,
+    #[arg(long = "waf")]
+    pub on: bool,
     /// SecLang rule files or globs, loaded in order (e.g. crs-setup.conf, rules/*.conf);
     /// repeatable. Implies --waf.
     #[arg(long = "waf-rules")]
-    pub waf_rules: Vec<String>,
+    pub rules: Vec<String>,
     /// WAF mode: block (deny what the rules deny) or detect (log only).
-    #[arg(long, default_value = "block")]
-    pub waf_mode: String,
-    /// JSON Lines audit log of matched rules (one line per logged match, with its id).
-    #[arg(long)]
-    pub waf_log: Option<String>,
+    #[arg(long = "waf-mode", default_value = "block")]
+    pub mode: String,
+    /// Audit log of matched rules (one line per logged match, with its id).
+    #[arg(long = "waf-log")]
+    pub log: Option<String>,
     /// Audit log format: json, or modsec (ModSecurity error-log lines).
-    #[arg(long, default_value = "json")]
-    pub waf_log_format: String,
+    #[arg(long = "waf-log-format", default_value = "json")]
+    pub log_format: String,
 }

@@ -14,7 +14,7 @@ use rampart_config::{Config, ConfigErrors, EMBEDDED_DEFAULT};
 use rampart_server::{ConnSettings, Listeners};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::{ProxyArgs, ServeArgs};
+use crate::cli::{ProxyArgs, ServeArgs, WafArgs};
 
 /// Where the config comes from, so a reload knows what to read again.
 pub enum Source {
@@ -76,13 +76,7 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
-        waf: waf_from_flags(
-            a.waf,
-            &a.waf_rules,
-            &a.waf_mode,
-            &a.waf_log,
-            &a.waf_log_format,
-        )?,
+        waf: waf_from_flags(&a.waf)?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
@@ -104,13 +98,14 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
 }
 
 /// The `--waf*` flags as a server's WAF settings.
-fn waf_from_flags(
-    on: bool,
-    rules: &[String],
-    mode: &str,
-    log: &Option<String>,
-    log_format: &str,
-) -> anyhow::Result<Option<rampart_config::Waf>> {
+fn waf_from_flags(w: &WafArgs) -> anyhow::Result<Option<rampart_config::Waf>> {
+    let (on, rules, mode, log, log_format) = (
+        w.on,
+        &w.rules,
+        w.mode.as_str(),
+        &w.log,
+        w.log_format.as_str(),
+    );
     if !on && rules.is_empty() {
         if log.is_some() {
             return Err(anyhow!("--waf-log needs --waf or --waf-rules"));
@@ -134,7 +129,7 @@ fn waf_from_flags(
     Ok(Some(rampart_config::Waf {
         mode,
         audit_format,
-        rules: rules.to_vec(),
+        rules: rules.clone(),
         audit_log: log.clone().unwrap_or_else(|| "off".into()),
         ..Default::default()
     }))
@@ -197,13 +192,7 @@ pub fn proxy(a: ProxyArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let mut server = rampart_config::Server {
         listen: a.listen.clone(),
         default: true,
-        waf: waf_from_flags(
-            a.waf,
-            &a.waf_rules,
-            &a.waf_mode,
-            &a.waf_log,
-            &a.waf_log_format,
-        )?,
+        waf: waf_from_flags(&a.waf)?,
         ..Default::default()
     };
     server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,54 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::upstream::Upstream;
 use common::*;
-
-/// A keep-alive HTTP/1.1 client on one connection (reconnects when the server closes).
-struct Client {
-    port: u16,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn new(port: u16) -> Client {
-        Client { port, conn: None }
-    }
-
-    fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Resp {
-        self.send("GET", path, headers, b"")
-    }
-
-    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if !body.is_empty() || method == "POST" {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        for attempt in 0..2 {
-            if self.conn.is_none() {
-                let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                self.conn = Some(BufReader::new(s));
-            }
-            let c = self.conn.as_mut().unwrap();
-            let ok = c.get_mut().write_all(req.as_bytes()).is_ok()
-                && c.get_mut().write_all(body).is_ok();
-            if ok {
-                if let Some(r) = read_response(c, method == "HEAD") {
-                    if r.header("connection") == Some("close") {
-                        self.conn = None;
-                    }
-                    return r;
-                }
-            }
-            self.conn = None;
-            assert!(attempt == 0, "no response for {method} {path}");
-        }
-        unreachable!()
-    }
-}
 
 fn upstream_name(r: &Resp) -> String {
     r.header("x-upstream").unwrap_or("-").to_string()

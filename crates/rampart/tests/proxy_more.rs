@@ -15,45 +15,6 @@ use std::time::{Duration, Instant};
 use common::upstream::Upstream;
 use common::*;
 
-/// A keep-alive HTTP/1.1 client on one connection (reconnects when the server closes).
-struct Client {
-    port: u16,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Client {
-    fn new(port: u16) -> Client {
-        Client { port, conn: None }
-    }
-
-    fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Resp {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        for attempt in 0..2 {
-            if self.conn.is_none() {
-                let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                self.conn = Some(BufReader::new(s));
-            }
-            let c = self.conn.as_mut().unwrap();
-            if c.get_mut().write_all(req.as_bytes()).is_ok() {
-                if let Some(r) = read_response(c, false) {
-                    if r.header("connection") == Some("close") {
-                        self.conn = None;
-                    }
-                    return r;
-                }
-            }
-            self.conn = None;
-            assert!(attempt == 0, "no response for GET {path}");
-        }
-        unreachable!()
-    }
-}
-
 fn name(r: &Resp) -> String {
     r.header("x-upstream").unwrap_or("-").to_string()
 }

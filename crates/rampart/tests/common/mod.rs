@@ -383,3 +383,57 @@ pub fn curl(args: &[&str]) -> Output {
 pub fn rampart(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
+
+/// A keep-alive HTTP/1.1 client on one connection (reconnects when the server closes).
+pub struct Client {
+    port: u16,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client { port, conn: None }
+    }
+
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send("GET", path, headers, b"")
+    }
+
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        for attempt in 0..2 {
+            if self.conn.is_none() {
+                let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                self.conn = Some(BufReader::new(s));
+            }
+            let c = self.conn.as_mut().unwrap();
+            let ok = c.get_mut().write_all(req.as_bytes()).is_ok()
+                && c.get_mut().write_all(body).is_ok();
+            if ok {
+                if let Some(r) = read_response(c, method == "HEAD") {
+                    if r.header("connection") == Some("close") {
+                        self.conn = None;
+                    }
+                    return r;
+                }
+            }
+            self.conn = None;
+            assert!(attempt == 0, "no response for {method} {path}");
+        }
+        unreachable!()
+    }
+}
