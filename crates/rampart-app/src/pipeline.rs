@@ -140,62 +140,43 @@ pub async fn handle(
         }
     }
 
-    // 4. content, proxied: the body streams upstream; the upstream's own error pages pass
+    // 4. content. Proxied: the body streams upstream; the upstream's own error pages pass
     // through (nginx's proxy_intercept_errors off), ours (502/503/504) get the error pages.
-    if let Handler::Proxy(p) = &route.handler {
+    let resp = if let Handler::Proxy(p) = &route.handler {
         let input = match (inspected, body) {
             (Some(b), _) => proxy::BodyIn::Buffered(b),
             (None, Some(b)) => proxy::BodyIn::Stream(b),
             (None, None) => proxy::BodyIn::Buffered(Bytes::new()),
         };
-        let resp = match proxy::forward(p, &parts, input, &x, on_upgrade).await {
+        match proxy::forward(p, &parts, input, &x, on_upgrade).await {
             Ok(resp) => resp,
-            Err((status, extra)) => {
-                let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
-                if let Some((name, value)) = extra {
-                    r.headers_mut().insert(name, value);
-                }
-                r
-            }
-        };
-        let resp = match held.waf.as_mut() {
-            Some(w) => crate::waf::response(&mut w.1, resp, &x).await,
-            None => resp,
-        };
-        let resp = filter(&site, &route, &parts, resp);
-        return finish_held(snap, Some(&site), Some(&route), x, resp, held);
-    }
-
-    // Other handlers do not read request bodies: read and discard it now (bounded), as nginx
-    // does, so bad chunking or an oversized chunked body gets its 400/413 and the connection
-    // stays usable.
-    if let Some(body) = body {
-        if let Err(status) =
-            discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
-        {
-            let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return finish_held(snap, Some(&site), Some(&route), x, resp, held);
+            Err(e) => handler_error(&site, &route, e, &parts, &x).await,
         }
-    }
-
-    // 4. content
-    let resp = match content(&route, &parts, &x).await {
-        // 5. a `return` of an error status shows the error page too, as nginx's error_page does
-        Ok(resp)
-            if resp.status().as_u16() >= 400
-                && site.error_page(Some(&route), resp.status()).is_some() =>
-        {
-            error_response(&site, Some(&route), resp.status(), &parts, &x).await
-        }
-        Ok(resp) => resp,
-        Err((status, extra)) => {
-            let mut r = error_response(&site, Some(&route), status, &parts, &x).await;
-            if let Some((name, value)) = extra {
-                r.headers_mut().insert(name, value);
+    } else {
+        // Other handlers do not read request bodies: read and discard it now (bounded), as
+        // nginx does, so bad chunking or an oversized chunked body gets its 400/413 and the
+        // connection stays usable.
+        if let Some(body) = body {
+            if let Err(status) =
+                discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
+            {
+                let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return finish_held(snap, Some(&site), Some(&route), x, resp, held);
             }
-            r
+        }
+        match content(&route, &parts, &x).await {
+            // 5. a `return` of an error status shows the error page too, as nginx's
+            // error_page does
+            Ok(resp)
+                if resp.status().as_u16() >= 400
+                    && site.error_page(Some(&route), resp.status()).is_some() =>
+            {
+                error_response(&site, Some(&route), resp.status(), &parts, &x).await
+            }
+            Ok(resp) => resp,
+            Err(e) => handler_error(&site, &route, e, &parts, &x).await,
         }
     };
     // 5–6. errors were rendered above; now the response filters (WAF phases 3–4 first)
@@ -519,6 +500,21 @@ fn filter(site: &Site, route: &Route, parts: &Parts, mut resp: Response<Body>) -
         (Handler::Static(_), _) | (_, None) => resp,
         (_, Some(c)) => filters::compress::apply(c, parts, resp),
     }
+}
+
+/// A handler's failure as a response: the error page, plus the header it asked for.
+async fn handler_error(
+    site: &Site,
+    route: &Route,
+    (status, extra): HandlerError,
+    parts: &Parts,
+    x: &Exchange,
+) -> Response<Body> {
+    let mut r = error_response(site, Some(route), status, parts, x).await;
+    if let Some((name, value)) = extra {
+        r.headers_mut().insert(name, value);
+    }
+    r
 }
 
 /// An error response: the configured error page if there is one, else a small default page.

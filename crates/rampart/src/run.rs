@@ -73,13 +73,7 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     }
     let mut cfg = Config::default();
     cfg.admin.listen = a.admin.clone();
-    let mut server = rampart_config::Server {
-        listen: a.listen.clone(),
-        default: true,
-        waf: waf_from_flags(&a.waf)?,
-        ..Default::default()
-    };
-    server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
+    let mut server = quick_server(&a.listen, &a.access_log, &a.waf)?;
     server.routes.push(rampart_config::Route {
         prefix: Some("/".into()),
         root: Some(dir),
@@ -95,6 +89,22 @@ pub fn serve(a: ServeArgs, log: &Option<String>, workers: Option<usize>) -> anyh
     let text = toml::to_string(&cfg).map_err(|e| anyhow!("internal: {e}"))?;
     rampart_config::parse_str(&text, Path::new("<command line>")).map_err(|e| anyhow!("{e}"))?;
     run(Source::Generated(Box::new(cfg)), log, workers)
+}
+
+/// The one server of a quick command: its listeners, access log (off unless asked) and WAF.
+fn quick_server(
+    listen: &[String],
+    access_log: &Option<String>,
+    waf: &WafArgs,
+) -> anyhow::Result<rampart_config::Server> {
+    let mut server = rampart_config::Server {
+        listen: listen.to_vec(),
+        default: true,
+        waf: waf_from_flags(waf)?,
+        ..Default::default()
+    };
+    server.access_log.path = access_log.clone().unwrap_or_else(|| "off".into());
+    Ok(server)
 }
 
 /// The `--waf*` flags as a server's WAF settings.
@@ -189,13 +199,7 @@ pub fn proxy(a: ProxyArgs, log: &Option<String>, workers: Option<usize>) -> anyh
             ..Default::default()
         },
     );
-    let mut server = rampart_config::Server {
-        listen: a.listen.clone(),
-        default: true,
-        waf: waf_from_flags(&a.waf)?,
-        ..Default::default()
-    };
-    server.access_log.path = a.access_log.clone().unwrap_or_else(|| "off".into());
+    let mut server = quick_server(&a.listen, &a.access_log, &a.waf)?;
     server.routes.push(rampart_config::Route {
         prefix: Some("/".into()),
         proxy: Some("default".into()),
