@@ -8,6 +8,7 @@ use crate::body;
 use crate::collection::Collection;
 use crate::macros::{MacroStr, Part};
 use crate::operator::numeric::atoi;
+use crate::operator::OperatorSpec;
 use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
 use crate::ruleset::{EngineMode, Inner};
 use crate::variable::{Exclusion, Selector, Target, VarKind};
@@ -158,6 +159,76 @@ impl Hasher for KeyHasher {
 }
 
 type CacheMap = HashMap<(u32, u64, usize), Arc<[u8]>, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Applies `link`'s transformations to `v` (whose `hash_bytes` is `h`), starting from the
+/// longest prefix of the chain already in `cache`, and caches the result.
+fn transform_into(
+    cache: &mut CacheMap,
+    cache_bytes: &mut usize,
+    link: &Link,
+    v: &Arc<[u8]>,
+    h: u64,
+) -> Arc<[u8]> {
+    let len = v.len();
+    let n = link.transforms.len();
+    // Start from the longest prefix of the chain already computed for this value:
+    // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
+    let mut start = 0;
+    let mut base = v.clone();
+    for k in (1..=n).rev() {
+        if let Some(r) = cache.get(&(link.tprefix[k - 1].0, h, len)) {
+            if k == n {
+                return r.clone();
+            }
+            base = r.clone();
+            start = k;
+            break;
+        }
+    }
+    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
+    for k in start..n {
+        if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
+            cur = Cow::Owned(next);
+        }
+        let (pid, shared) = link.tprefix[k];
+        if shared && k + 1 < n {
+            let val: Arc<[u8]> = match &cur {
+                Cow::Borrowed(_) => base.clone(),
+                Cow::Owned(o) => Arc::from(o.as_slice()),
+            };
+            cache_put(cache, cache_bytes, (pid, h, len), val);
+        }
+    }
+    // Unchanged values keep sharing the original allocation.
+    let r: Arc<[u8]> = match cur {
+        Cow::Borrowed(_) => base.clone(),
+        Cow::Owned(o) if o == **v => v.clone(),
+        Cow::Owned(o) => Arc::from(o),
+    };
+    cache_put(cache, cache_bytes, (link.tchain, h, len), r.clone());
+    r
+}
+
+/// Caches a transformed value, bounding the memory a hostile request can pin.
+fn cache_put(
+    cache: &mut CacheMap,
+    cache_bytes: &mut usize,
+    key: (u32, u64, usize),
+    val: Arc<[u8]>,
+) {
+    if *cache_bytes + val.len() <= CACHE_BYTES_MAX {
+        *cache_bytes += val.len();
+        cache.insert(key, val);
+    }
+}
+
+/// True when a runtime target exclusion's rule selection covers `rule`.
+fn rule_selected(rule: &Rule, sel: &RuleSel) -> bool {
+    match sel {
+        RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
+        RuleSel::Tag(t) => rule.tags.iter().any(|x| x == t),
+    }
+}
 
 fn arc(b: &[u8]) -> Arc<[u8]> {
     Arc::from(b)
@@ -799,52 +870,13 @@ impl Transaction {
         if link.transforms.is_empty() {
             return v.clone();
         }
-        let (h, len) = (hash_bytes(v), v.len());
-        let n = link.transforms.len();
-        // Start from the longest prefix of the chain already computed for this value:
-        // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
-        let mut start = 0;
-        let mut base = v.clone();
-        for k in (1..=n).rev() {
-            if let Some(r) = self.cache.get(&(link.tprefix[k - 1].0, h, len)) {
-                if k == n {
-                    return r.clone();
-                }
-                base = r.clone();
-                start = k;
-                break;
-            }
-        }
-        let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
-        for k in start..n {
-            if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
-                cur = Cow::Owned(next);
-            }
-            let (pid, shared) = link.tprefix[k];
-            if shared && k + 1 < n {
-                let val: Arc<[u8]> = match &cur {
-                    Cow::Borrowed(_) => base.clone(),
-                    Cow::Owned(o) => Arc::from(o.as_slice()),
-                };
-                self.cache_put((pid, h, len), val);
-            }
-        }
-        // Unchanged values keep sharing the original allocation.
-        let r: Arc<[u8]> = match cur {
-            Cow::Borrowed(_) => base.clone(),
-            Cow::Owned(o) if o == **v => v.clone(),
-            Cow::Owned(o) => Arc::from(o),
-        };
-        self.cache_put((link.tchain, h, len), r.clone());
-        r
-    }
-
-    /// Caches a transformed value, bounding the memory a hostile request can pin.
-    fn cache_put(&mut self, key: (u32, u64, usize), val: Arc<[u8]>) {
-        if self.cache_bytes + val.len() <= CACHE_BYTES_MAX {
-            self.cache_bytes += val.len();
-            self.cache.insert(key, val);
-        }
+        transform_into(
+            &mut self.cache,
+            &mut self.cache_bytes,
+            link,
+            v,
+            hash_bytes(v),
+        )
     }
 
     fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
@@ -860,6 +892,13 @@ impl Transaction {
             },
             None => Cow::Borrowed(&[]),
         };
+        // Most links match nothing: decide that borrowing the values (no refcount
+        // traffic, no names). Only a link with a match takes the full pass below, which
+        // makes the same decisions again (operators and transformations are pure) and
+        // runs the effects.
+        if !link.multi_match && !self.any_match(rule, link, op, &param) {
+            return false;
+        }
         // Reuse the transaction's scratch buffers instead of allocating per rule.
         let mut vals = std::mem::take(&mut self.scratch_vals);
         self.collect(rule, link, &mut vals);
@@ -907,6 +946,114 @@ impl Transaction {
         self.scratch_vals = vals;
         self.scratch_candidates = candidates;
         any
+    }
+
+    /// True when some value of the link's targets matches `op` after the link's
+    /// transformations: the decision the full pass in `eval_link` makes (not for
+    /// `multiMatch`), without cloning values. Only fills the transformation cache.
+    fn any_match(&mut self, rule: &Rule, link: &Link, op: &OperatorSpec, param: &[u8]) -> bool {
+        let mut cache = std::mem::take(&mut self.cache);
+        let mut cache_bytes = self.cache_bytes;
+        let mut found = false;
+        for t in &link.targets.targets {
+            let hit = self.visit_target(rule, link, t, &mut |v: &Arc<[u8]>| {
+                let owned: Arc<[u8]>;
+                let tv: &[u8] = if link.transforms.is_empty() {
+                    v
+                } else {
+                    let key = (link.tchain, hash_bytes(v), v.len());
+                    match cache.get(&key) {
+                        Some(r) => r,
+                        None => {
+                            owned = transform_into(&mut cache, &mut cache_bytes, link, v, key.1);
+                            &owned
+                        }
+                    }
+                };
+                op.eval(tv, param, link.capture).is_some() != op.negated
+            });
+            if hit {
+                found = true;
+                break;
+            }
+        }
+        self.cache = cache;
+        self.cache_bytes = cache_bytes;
+        found
+    }
+
+    /// Calls `f` on each value `collect_target` collects for `t`, in the same order,
+    /// borrowing instead of cloning; stops and returns true as soon as `f` does.
+    fn visit_target(
+        &self,
+        rule: &Rule,
+        link: &Link,
+        t: &Target,
+        f: &mut dyn FnMut(&Arc<[u8]>) -> bool,
+    ) -> bool {
+        if t.count {
+            let mut n = 0usize;
+            self.visit_values(rule, link, t, &mut |_| {
+                n += 1;
+                false
+            });
+            return f(&arc(n.to_string().as_bytes()));
+        }
+        self.visit_values(rule, link, t, f)
+    }
+
+    fn visit_values(
+        &self,
+        rule: &Rule,
+        link: &Link,
+        t: &Target,
+        f: &mut dyn FnMut(&Arc<[u8]>) -> bool,
+    ) -> bool {
+        if t.kind == VarKind::Xml {
+            let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
+            if attrs {
+                self.xml_attrs.iter().any(f)
+            } else {
+                self.xml_text.as_ref().is_some_and(f)
+            }
+        } else if t.kind.is_collection() {
+            let (cols, names) = self.sources(t.kind);
+            let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
+                || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
+            for c in cols.into_iter().flatten() {
+                for e in c.entries() {
+                    if !t.selector.matches_entry(&e.lkey, e.khash)
+                        || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
+                    {
+                        continue;
+                    }
+                    if f(if names { &e.kbytes } else { &e.value }) {
+                        return true;
+                    }
+                }
+            }
+            false
+        } else if !self.scalar_excluded(rule, link, t.kind) {
+            match t.kind {
+                VarKind::MatchedVar => f(&self.matched_var),
+                VarKind::MatchedVarName => f(&arc(self.matched_var_name.as_bytes())),
+                VarKind::HighestSeverity => {
+                    let h = self
+                        .matched
+                        .iter()
+                        .filter_map(|m| m.severity)
+                        .min()
+                        .map_or(255, |s| s as u8);
+                    f(&arc(h.to_string().as_bytes()))
+                }
+                k => match self.scalars.get(k as usize) {
+                    Some(Some(v)) => f(v),
+                    _ => false,
+                },
+            }
+        } else {
+            false
+        }
     }
 
     fn run_effects(&mut self, rule: &Rule, effects: &[Effect]) {
@@ -989,12 +1136,10 @@ impl Transaction {
         {
             return true;
         }
+        // The kind compare first: most removals are for other variables, and testing
+        // whether one applies to the rule compares tag strings.
         self.target_removals.iter().any(|(sel, e)| {
-            let applies = match sel {
-                RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
-                RuleSel::Tag(t) => rule.tags.iter().any(|x| x == t),
-            };
-            applies && e.excludes(kind, Some(lkey))
+            e.kind == kind && rule_selected(rule, sel) && e.excludes(kind, Some(lkey))
         })
     }
 
@@ -1004,11 +1149,7 @@ impl Transaction {
             .iter()
             .any(|e| e.excludes(kind, None))
             || self.target_removals.iter().any(|(sel, e)| {
-                let applies = match sel {
-                    RuleSel::Ids(r) => r.iter().any(|&(a, b)| rule.id >= a && rule.id <= b),
-                    RuleSel::Tag(t) => rule.tags.iter().any(|x| x == t),
-                };
-                applies && e.excludes(kind, None)
+                e.kind == kind && rule_selected(rule, sel) && e.excludes(kind, None)
             })
     }
 
@@ -1074,7 +1215,7 @@ impl Transaction {
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
             // Only consult exclusions when one could apply to this collection.
-            let may_exclude = !self.target_removals.is_empty()
+            let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
                 || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
             for c in cols.into_iter().flatten() {
                 for e in c.entries() {
