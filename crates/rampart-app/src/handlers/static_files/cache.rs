@@ -504,7 +504,13 @@ mod tests {
             small.insert(&dir, &format!("/{name}"), entry(&dir, &name, &[b'x'; 100]));
         }
         assert!(small.bytes() <= budget, "{}", small.bytes());
-        assert!(small.len() <= SHARDS * 3, "{}", small.len());
+        // Every entry costs at least its overhead and its 100 bytes, so the byte budget
+        // bounds the count (how entries spread over shards depends on the random hasher).
+        assert!(
+            small.len() <= budget / (ENTRY_OVERHEAD + 100),
+            "{}",
+            small.len()
+        );
         assert!(!small.is_empty());
         let e = entry(&dir, "k", b"abc");
         small.insert(&dir, "/k", e);
