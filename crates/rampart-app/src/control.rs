@@ -123,6 +123,7 @@ pub fn conn_limits(cfg: &Config) -> ConnLimits {
         keepalive_timeout: l.keepalive_timeout.0,
         keepalive_requests: l.keepalive_requests,
         h2_max_concurrent_streams: l.h2_max_concurrent_streams,
+        max_connections_per_ip: l.max_connections_per_ip,
     }
 }
 

@@ -108,6 +108,9 @@ pub struct Limits {
     pub keepalive_requests: u64,
     /// Concurrent HTTP/2 streams per connection (nginx: http2_max_concurrent_streams 128).
     pub h2_max_concurrent_streams: u32,
+    /// Open connections per client address at most (0 = no limit); over it a connection is
+    /// answered 429 and closed (nginx's limit_conn).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -123,6 +126,7 @@ impl Default for Limits {
             keepalive_timeout: Dur::secs(75),
             keepalive_requests: 1000,
             h2_max_concurrent_streams: 128,
+            max_connections_per_ip: 0,
         }
     }
 }

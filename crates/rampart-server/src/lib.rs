@@ -31,4 +31,6 @@ pub struct ConnLimits {
     pub keepalive_requests: u64,
     /// HTTP/2 concurrent streams.
     pub h2_max_concurrent_streams: u32,
+    /// Open connections per client address (0 = no limit).
+    pub max_connections_per_ip: usize,
 }

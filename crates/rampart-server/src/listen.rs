@@ -57,6 +57,7 @@ pub struct Listeners<S: HttpService> {
     drain_tx: watch::Sender<bool>,
     running: Mutex<HashMap<SocketAddr, Running>>,
     next_conn_id: Arc<AtomicU64>,
+    per_ip: Arc<PerIp>,
 }
 
 impl<S: HttpService> Listeners<S> {
@@ -71,6 +72,7 @@ impl<S: HttpService> Listeners<S> {
             drain_tx: watch::channel(false).0,
             running: Mutex::new(HashMap::new()),
             next_conn_id: Arc::new(AtomicU64::new(1)),
+            per_ip: Arc::new(PerIp::default()),
         }
     }
 
@@ -147,6 +149,7 @@ impl<S: HttpService> Listeners<S> {
         let limit = self.conn_limit.clone();
         let drain = self.drain_tx.subscribe();
         let ids = self.next_conn_id.clone();
+        let per_ip = self.per_ip.clone();
         let task = tokio::spawn(async move {
             loop {
                 let permit = tokio::select! {
@@ -178,10 +181,25 @@ impl<S: HttpService> Listeners<S> {
                 let settings = settings.load_full();
                 let service = service.clone();
                 let drain = drain.clone();
+                let per_ip = per_ip.clone();
                 tokio::spawn(async move {
                     if !crate::proxy_protocol::accept(&stream, addr, &settings, &mut info).await {
                         return;
                     }
+                    // Counted after the PROXY header, so the client it names is the one limited.
+                    let max = settings.limits.max_connections_per_ip;
+                    let _slot = if max > 0 {
+                        match PerIp::take(&per_ip, info.peer.ip(), max) {
+                            Some(s) => Some(s),
+                            None => {
+                                let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+                                tracing::debug!(client = %info.peer.ip(), "connection limit per address: 429");
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     conn::serve(stream, info, (*settings).clone(), service, drain).await;
                     drop(permit);
                 });
@@ -209,5 +227,39 @@ impl<S: HttpService> Listeners<S> {
     /// Connections open right now.
     pub fn open_connections(&self) -> usize {
         self.max_conns - self.conn_limit.available_permits()
+    }
+}
+
+/// What a client over its connection limit gets before the connection closes.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Open connections per client address (all listeners together).
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One counted connection; uncounted on drop.
+struct IpSlot(Arc<PerIp>, std::net::IpAddr);
+
+impl PerIp {
+    fn take(this: &Arc<PerIp>, ip: std::net::IpAddr, max: usize) -> Option<IpSlot> {
+        let mut m = this.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(this.clone(), ip))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
     }
 }

@@ -252,3 +252,53 @@ fn server_header_can_be_hidden() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("server"), None);
 }
+
+#[test]
+fn connections_per_address_are_limited() {
+    let dir = TempDir::new("perip");
+    dir.write("index.html", "hi");
+    let r = Rampart::with_config_in(
+        dir,
+        r#"
+[limits]
+max_connections_per_ip = 2
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+access_log = { path = "off" }
+
+[[server.route]]
+prefix = "/"
+root = "{dir}"
+"#,
+    );
+    let open = |port: u16| {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (&s).write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let resp = read_response(&mut r, false).unwrap();
+        (resp.status, r)
+    };
+    let (a, _keep_a) = open(r.port);
+    let (b, keep_b) = open(r.port);
+    assert_eq!((a, b), (200, 200));
+    let (c, _) = open(r.port);
+    assert_eq!(
+        c, 429,
+        "a third connection from the same address is refused"
+    );
+    drop(keep_b);
+    // The server notices the close; then there is room again.
+    let t = std::time::Instant::now();
+    let mut status = 0;
+    while t.elapsed() < Duration::from_secs(10) {
+        status = open(r.port).0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, 200);
+}
