@@ -14,7 +14,8 @@ use crate::run::Source;
 
 /// mimalloc instead of glibc's malloc: a proxy allocates and frees many small buffers per
 /// request, and glibc spent ~12% of the proxy's CPU there (arena locking, consolidation, and
-/// heap trimming with `brk` under steady load).
+/// heap trimming with `brk` under steady load). Built without transparent huge pages: with
+/// them, 2,000 idle keep-alive connections held 104 MiB instead of 63 MiB (same throughput).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
