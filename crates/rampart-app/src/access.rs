@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::request::Parts;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::handlers::proxy::Trusted;
+use crate::cidr::{canonical, CidrSet};
 
 /// Why a request was refused.
 #[derive(Debug)]
@@ -23,10 +23,6 @@ pub struct Refusal {
     /// For the log.
     pub reason: &'static str,
 }
-
-/// A list of networks.
-#[derive(Debug, Default, Clone)]
-pub struct IpList(pub Trusted);
 
 /// What a rate limit counts by.
 #[derive(Debug, Clone)]
@@ -134,22 +130,15 @@ impl PerIp {
 #[derive(Debug, Default)]
 pub struct AccessRules {
     /// Only these may pass (empty = everyone).
-    pub allow: Option<IpList>,
+    pub allow: Option<CidrSet>,
     /// These are refused.
-    pub deny: Option<IpList>,
+    pub deny: Option<CidrSet>,
     /// In-flight requests per client address.
     pub per_ip: Option<PerIp>,
     /// Rate limit.
     pub rate: Option<Arc<RateLimiter>>,
     /// CSRF check, with extra trusted origins (`scheme://host[:port]`, lower case).
     pub csrf: Option<Vec<String>>,
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// The host (lower case, with port if any) of an `Origin`/`Referer` URL, and its origin.
@@ -175,19 +164,19 @@ impl AccessRules {
 
     /// Runs the checks; on success returns the in-flight slot to hold for the request.
     pub fn check(&self, client: IpAddr, parts: &Parts) -> Result<Option<Slot>, Refusal> {
-        let ip = unmapped(client);
+        let ip = canonical(client);
         let forbid = |reason| Refusal {
             status: StatusCode::FORBIDDEN,
             header: None,
             reason,
         };
         if let Some(a) = &self.allow {
-            if !a.0.contains(ip) {
+            if !a.contains(ip) {
                 return Err(forbid("address not in the allow list"));
             }
         }
         if let Some(d) = &self.deny {
-            if d.0.contains(ip) {
+            if d.contains(ip) {
                 return Err(forbid("address in the deny list"));
             }
         }

@@ -98,28 +98,23 @@ fn error_pages(pages: &std::collections::BTreeMap<String, String>) -> HashMap<u1
 }
 
 fn header_edits(h: &rampart_config::HeaderOps) -> Result<HeaderEdits, CompileError> {
-    let mut out = HeaderEdits::default();
-    for (k, v) in &h.add {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| err(format!("bad header name {k:?}")))?;
-        let value =
-            HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
-        out.add.push((name, value));
-    }
-    for (k, v) in &h.append {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| err(format!("bad header name {k:?}")))?;
-        let value =
-            HeaderValue::from_str(v).map_err(|_| err(format!("bad value for header {k}")))?;
-        out.append.push((name, value));
-    }
-    for k in &h.remove {
-        out.remove.push(
-            HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| err(format!("bad header name {k:?}")))?,
-        );
-    }
-    Ok(out)
+    let name = |k: &str| {
+        HeaderName::from_bytes(k.as_bytes()).map_err(|_| err(format!("bad header name {k:?}")))
+    };
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| {
+                let value = HeaderValue::from_str(v)
+                    .map_err(|_| err(format!("bad value for header {k}")))?;
+                Ok((name(k)?, value))
+            })
+            .collect::<Result<Vec<_>, CompileError>>()
+    };
+    Ok(HeaderEdits {
+        add: pairs(&h.add)?,
+        append: pairs(&h.append)?,
+        remove: h.remove.iter().map(|k| name(k)).collect::<Result<_, _>>()?,
+    })
 }
 
 fn compress_settings(c: &rampart_config::Compress) -> Option<Arc<CompressSettings>> {
@@ -476,9 +471,7 @@ fn proxy_settings(
     shared: &Shared,
     used: &mut Used,
 ) -> Result<crate::handlers::proxy::ProxySettings, CompileError> {
-    use crate::handlers::proxy::{
-        HostMode, Mirror, ProxySettings, RuleOn, SplitRule, Target, Trusted,
-    };
+    use crate::handlers::proxy::{HostMode, Mirror, ProxySettings, RuleOn, SplitRule, Target};
     let mut url_path = None;
     let target = if let Some(p) = &r.proxy {
         if p.contains("://") {
@@ -553,7 +546,7 @@ fn proxy_settings(
         Some(t) => HostMode::Fixed(t.to_string()),
     };
     let edits = header_edits(&r.proxy_request_headers)?;
-    let trusted = Trusted::new(
+    let trusted = crate::cidr::CidrSet::new(
         cfg.global
             .trusted_proxies
             .iter()
@@ -565,7 +558,6 @@ fn proxy_settings(
         rules,
         rewrite,
         host,
-        request_append: edits.append.clone(),
         request_headers: edits,
         read_timeout: r.proxy_read_timeout.map(|d| d.0),
         buffer_request: r.proxy_buffer_request,
@@ -721,15 +713,15 @@ pub fn access_rules(
     scope: &str,
     shared: &Shared,
 ) -> Result<crate::access::AccessRules, CompileError> {
-    use crate::access::{AccessRules, IpList, PerIp, RateKey, RateLimiter};
-    use crate::handlers::proxy::Trusted;
-    let list = |v: &[String]| -> Option<IpList> {
+    use crate::access::{AccessRules, PerIp, RateKey, RateLimiter};
+    use crate::cidr::CidrSet;
+    let list = |v: &[String]| -> Option<CidrSet> {
         (!v.is_empty()).then(|| {
-            IpList(Trusted::new(
+            CidrSet::new(
                 v.iter()
                     .filter_map(|t| rampart_config::parse_cidr(t))
                     .collect(),
-            ))
+            )
         })
     };
     let mut deny: Vec<String> = a.deny.clone();

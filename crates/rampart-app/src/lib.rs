@@ -2,6 +2,7 @@
 //!
 //! Start at [`pipeline`]: it reads top to bottom in the order a request travels.
 pub mod access;
+pub mod cidr;
 pub mod compile;
 pub mod control;
 pub mod exchange;

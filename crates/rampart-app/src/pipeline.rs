@@ -157,8 +157,13 @@ pub async fn handle(
         // nginx does, so bad chunking or an oversized chunked body gets its 400/413 and the
         // connection stays usable.
         if let Some(body) = body {
-            if let Err(status) =
-                discard_body(body, route.max_body_size, snap.limits.body_read_timeout).await
+            if let Err(status) = read_body(
+                body,
+                route.max_body_size,
+                snap.limits.body_read_timeout,
+                false,
+            )
+            .await
             {
                 let mut resp = error_response(&site, Some(&route), status, &parts, &x).await;
                 resp.headers_mut()
@@ -410,28 +415,34 @@ fn is_normal(raw: &str) -> bool {
     true
 }
 
-/// Reads a request body to its end without keeping it: 413 past `limit`, 400 when its framing
-/// is broken, 408 when the client stalls longer than `idle` between reads.
-async fn discard_body(
+/// Reads a request body to its end, keeping it when `keep` (WAF inspection, buffered
+/// proxying) or dropping it as it comes: 413 past `limit`, 400 when its framing is broken,
+/// 408 when the client stalls longer than `idle` between reads.
+pub(crate) async fn read_body(
     mut body: Incoming,
     limit: u64,
     idle: std::time::Duration,
-) -> Result<(), StatusCode> {
+    keep: bool,
+) -> Result<Bytes, StatusCode> {
     use http_body_util::BodyExt;
+    let mut out = bytes::BytesMut::new();
     if http_body::Body::is_end_stream(&body) {
-        return Ok(());
+        return Ok(out.freeze());
     }
     let mut total = 0u64;
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(out.freeze()),
             Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
             Ok(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     total += d.len() as u64;
                     if total > limit {
                         return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                    if keep {
+                        out.extend_from_slice(d);
                     }
                 }
             }

@@ -160,7 +160,8 @@ pub async fn request(
         if let Some(b) = body.take() {
             // Read it all (bounded by the route's body limit, checked by the caller, and by
             // ours): the engine needs the whole body before phase 2, and the handler gets it.
-            let bytes = read_all(b, policy.body_limit, body_timeout).await?;
+            let bytes =
+                crate::pipeline::read_body(b, policy.body_limit, body_timeout, true).await?;
             tx.append_request_body(&bytes);
             kept = Some(bytes);
         }
@@ -169,29 +170,6 @@ pub async fn request(
         return Ok(Verdict::Block(blocked(&i, x)));
     }
     Ok(Verdict::Pass(kept))
-}
-
-async fn read_all(
-    mut b: hyper::body::Incoming,
-    limit: u64,
-    idle: std::time::Duration,
-) -> Result<Bytes, StatusCode> {
-    let mut out = BytesMut::new();
-    loop {
-        match tokio::time::timeout(idle, b.frame()).await {
-            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
-            Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
-            Ok(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    if (out.len() + d.len()) as u64 > limit {
-                        return Err(StatusCode::PAYLOAD_TOO_LARGE);
-                    }
-                    out.extend_from_slice(d);
-                }
-            }
-        }
-    }
 }
 
 /// Phases 3 and 4 on a response. The body is read for inspection only when the rules want

@@ -29,6 +29,7 @@ use rampart_upstream::{
 };
 use tokio::sync::{Notify, Semaphore};
 
+use crate::cidr::{canonical, CidrSet};
 use crate::exchange::Exchange;
 use crate::snapshot::HeaderEdits;
 
@@ -92,38 +93,6 @@ pub enum Target {
     },
 }
 
-/// Who to believe about the original client.
-#[derive(Debug, Default, Clone)]
-pub struct Trusted {
-    nets: Vec<(IpAddr, u8)>,
-}
-
-impl Trusted {
-    /// From parsed CIDRs.
-    pub fn new(nets: Vec<(IpAddr, u8)>) -> Self {
-        Trusted { nets }
-    }
-
-    /// Whether `ip` is a trusted proxy.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.nets.iter().any(|(net, len)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
-                u32::from(*n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
-                u128::from(*n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        })
-    }
-}
-
 /// Request mirroring.
 #[derive(Debug)]
 pub struct Mirror {
@@ -166,8 +135,6 @@ pub struct ProxySettings {
     pub host: HostMode,
     /// Request header edits.
     pub request_headers: HeaderEdits,
-    /// Appended request headers.
-    pub request_append: Vec<(HeaderName, HeaderValue)>,
     /// Response-head timeout override.
     pub read_timeout: Option<Duration>,
     /// Buffer request bodies (replayable).
@@ -181,7 +148,7 @@ pub struct ProxySettings {
     /// Mirroring.
     pub mirror: Option<Mirror>,
     /// Trusted proxies.
-    pub trusted: Arc<Trusted>,
+    pub trusted: Arc<CidrSet>,
 }
 
 /// The `Host` header sent upstream.
@@ -299,7 +266,7 @@ impl ProxySettings {
 
 /// The client address, taking `X-Forwarded-For` from trusted proxies into account (the
 /// rightmost address that is not itself a trusted proxy).
-fn client_ip(x: &Exchange, headers: &HeaderMap, trusted: &Trusted) -> IpAddr {
+fn client_ip(x: &Exchange, headers: &HeaderMap, trusted: &CidrSet) -> IpAddr {
     let peer = x.conn.peer.ip();
     if !trusted.contains(peer) {
         return peer;
@@ -319,7 +286,7 @@ fn client_ip(x: &Exchange, headers: &HeaderMap, trusted: &Trusted) -> IpAddr {
     peer
 }
 
-fn hash_of(key: &HashKey, parts: &Parts, x: &Exchange, trusted: &Trusted) -> Option<u64> {
+fn hash_of(key: &HashKey, parts: &Parts, x: &Exchange, trusted: &CidrSet) -> Option<u64> {
     match key {
         HashKey::Uri => Some(hash_bytes(
             parts
@@ -430,11 +397,7 @@ fn build_head(
         }
     }
     // Forwarding headers: believed (and extended) from trusted proxies, replaced otherwise.
-    let peer = x.conn.peer.ip();
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-        v4 => v4,
-    };
+    let peer = canonical(x.conn.peer.ip());
     let trusted = s.trusted.contains(peer);
     let host_in = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
@@ -512,7 +475,7 @@ fn build_head(
     for (n, v) in &s.request_headers.add {
         h.insert(n.clone(), v.clone());
     }
-    for (n, v) in &s.request_append {
+    for (n, v) in &s.request_headers.append {
         h.append(n.clone(), v.clone());
     }
     for n in &s.request_headers.remove {
@@ -626,28 +589,6 @@ impl http_body::Body for ClientBody {
     }
 }
 
-/// Reads the whole body (bounded) for buffering.
-async fn buffer(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, StatusCode> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut out = bytes::BytesMut::new();
-    loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
-            Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
-            Ok(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    if out.len() as u64 + d.len() as u64 > limit {
-                        return Err(StatusCode::PAYLOAD_TOO_LARGE);
-                    }
-                    out.extend_from_slice(d);
-                }
-            }
-        }
-    }
-}
-
 fn overloaded() -> ProxyError {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -682,50 +623,32 @@ pub async fn forward(
     }
 
     // The body: none, buffered (replayable), or streamed (bounded, timed).
-    let body = match body {
-        BodyIn::Buffered(b) if b.is_empty() => {
-            return forward_source(s, parts, Source::Empty, x, on_upgrade, group, upgrade, head)
-                .await
-        }
-        BodyIn::Buffered(b) => {
-            return forward_source(
-                s,
-                parts,
-                Source::Full(b),
-                x,
-                on_upgrade,
-                group,
-                upgrade,
-                head,
-            )
-            .await
-        }
-        BodyIn::Stream(b) => b,
-    };
-    let source = if http_body::Body::is_end_stream(&body) {
-        Source::Empty
-    } else if s.buffer_request {
-        Source::Full(
-            buffer(body, s.max_body, s.body_timeout)
+    let source = match body {
+        BodyIn::Buffered(b) if b.is_empty() => Source::Empty,
+        BodyIn::Buffered(b) => Source::Full(b),
+        BodyIn::Stream(body) if http_body::Body::is_end_stream(&body) => Source::Empty,
+        BodyIn::Stream(body) if s.buffer_request => Source::Full(
+            crate::pipeline::read_body(body, s.max_body, s.body_timeout, true)
                 .await
                 .map_err(|st| (st, None))?,
-        )
-    } else {
-        let done = Arc::new(Notify::new());
-        let cb = ClientBody {
-            inner: body,
-            seen: 0,
-            limit: s.max_body,
-            idle: s.body_timeout,
-            stall: tokio::time::sleep(s.body_timeout),
-        };
-        Source::Stream(Some((
-            ReqBody::Stream {
-                inner: Box::pin(cb),
-                done: done.clone(),
-            },
-            done,
-        )))
+        ),
+        BodyIn::Stream(body) => {
+            let done = Arc::new(Notify::new());
+            let cb = ClientBody {
+                inner: body,
+                seen: 0,
+                limit: s.max_body,
+                idle: s.body_timeout,
+                stall: tokio::time::sleep(s.body_timeout),
+            };
+            Source::Stream(Some((
+                ReqBody::Stream {
+                    inner: Box::pin(cb),
+                    done: done.clone(),
+                },
+                done,
+            )))
+        }
     };
     forward_source(s, parts, source, x, on_upgrade, group, upgrade, head).await
 }
@@ -1143,7 +1066,7 @@ mod tests {
 
     #[test]
     fn trusted_cidrs() {
-        let t = Trusted::new(vec![
+        let t = CidrSet::new(vec![
             ("10.0.0.0".parse().unwrap(), 8),
             ("::1".parse().unwrap(), 128),
         ]);
