@@ -47,6 +47,17 @@ enum RuleSel {
     Tag(String),
 }
 
+/// The key a value was found under, borrowed while visiting.
+#[derive(Clone, Copy)]
+enum ValKey<'a> {
+    /// A scalar variable.
+    None,
+    /// A fixed pseudo-key (`XML:/*`, `XML://@*`).
+    Static(&'static str),
+    /// A collection entry's key.
+    Entry(&'a Arc<str>),
+}
+
 /// A resolved variable value with where it came from.
 struct Val {
     kind: VarKind,
@@ -993,31 +1004,36 @@ impl Transaction {
     ) -> bool {
         if t.count {
             let mut n = 0usize;
-            self.visit_values(rule, link, t, &mut |_| {
+            self.visit_values(rule, link, t, &mut |_, _| {
                 n += 1;
                 false
             });
             return f(&arc(n.to_string().as_bytes()));
         }
-        self.visit_values(rule, link, t, f)
+        self.visit_values(rule, link, t, &mut |_, v| f(v))
     }
 
+    /// Calls `f` with each value a target selects (key and value, in order) until it returns
+    /// true; the one walk both the fast no-match check and `collect` use.
     fn visit_values(
         &self,
         rule: &Rule,
         link: &Link,
         t: &Target,
-        f: &mut dyn FnMut(&Arc<[u8]>) -> bool,
+        f: &mut dyn FnMut(ValKey<'_>, &Arc<[u8]>) -> bool,
     ) -> bool {
         if t.kind == VarKind::Xml {
             let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
-                self.xml_attrs.iter().any(f)
+                self.xml_attrs.iter().any(|a| f(ValKey::Static("//@*"), a))
             } else {
-                self.xml_text.as_ref().is_some_and(f)
+                self.xml_text
+                    .as_ref()
+                    .is_some_and(|x| f(ValKey::Static("/*"), x))
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
+            // Only consult exclusions when one could apply to this collection.
             let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
                 || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
             for c in cols.into_iter().flatten() {
@@ -1027,7 +1043,10 @@ impl Transaction {
                     {
                         continue;
                     }
-                    if f(if names { &e.kbytes } else { &e.value }) {
+                    if f(
+                        ValKey::Entry(&e.key),
+                        if names { &e.kbytes } else { &e.value },
+                    ) {
                         return true;
                     }
                 }
@@ -1035,8 +1054,8 @@ impl Transaction {
             false
         } else if !self.scalar_excluded(rule, link, t.kind) {
             match t.kind {
-                VarKind::MatchedVar => f(&self.matched_var),
-                VarKind::MatchedVarName => f(&arc(self.matched_var_name.as_bytes())),
+                VarKind::MatchedVar => f(ValKey::None, &self.matched_var),
+                VarKind::MatchedVarName => f(ValKey::None, &arc(self.matched_var_name.as_bytes())),
                 VarKind::HighestSeverity => {
                     let h = self
                         .matched
@@ -1044,10 +1063,10 @@ impl Transaction {
                         .filter_map(|m| m.severity)
                         .min()
                         .map_or(255, |s| s as u8);
-                    f(&arc(h.to_string().as_bytes()))
+                    f(ValKey::None, &arc(h.to_string().as_bytes()))
                 }
                 k => match self.scalars.get(k as usize) {
-                    Some(Some(v)) => f(v),
+                    Some(Some(v)) => f(ValKey::None, v),
                     _ => false,
                 },
             }
@@ -1193,73 +1212,19 @@ impl Transaction {
 
     fn collect_target(&self, rule: &Rule, link: &Link, t: &Target, out: &mut Vec<Val>) {
         let start = out.len();
-        if t.kind == VarKind::Xml {
-            let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
-            if attrs {
-                for a in &self.xml_attrs {
-                    out.push(Val {
-                        kind: VarKind::Xml,
-                        key: Some(Arc::from("//@*")),
-                        value: a.clone(),
-                        count: false,
-                    });
-                }
-            } else if let Some(x) = &self.xml_text {
-                out.push(Val {
-                    kind: VarKind::Xml,
-                    key: Some(Arc::from("/*")),
-                    value: x.clone(),
-                    count: false,
-                });
-            }
-        } else if t.kind.is_collection() {
-            let (cols, names) = self.sources(t.kind);
-            // Only consult exclusions when one could apply to this collection.
-            let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
-                || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
-            for c in cols.into_iter().flatten() {
-                for e in c.entries() {
-                    if !t.selector.matches_entry(&e.lkey, e.khash)
-                        || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
-                    {
-                        continue;
-                    }
-                    out.push(Val {
-                        kind: t.kind,
-                        key: Some(e.key.clone()),
-                        value: if names {
-                            e.kbytes.clone()
-                        } else {
-                            e.value.clone()
-                        },
-                        count: false,
-                    });
-                }
-            }
-        } else if !self.scalar_excluded(rule, link, t.kind) {
-            let v = match t.kind {
-                VarKind::MatchedVar => Some(self.matched_var.clone()),
-                VarKind::MatchedVarName => Some(arc(self.matched_var_name.as_bytes())),
-                VarKind::HighestSeverity => {
-                    let h = self
-                        .matched
-                        .iter()
-                        .filter_map(|m| m.severity)
-                        .min()
-                        .map_or(255, |s| s as u8);
-                    Some(arc(h.to_string().as_bytes()))
-                }
-                k => self.scalars.get(k as usize).cloned().flatten(),
-            };
-            if let Some(v) = v {
-                out.push(Val {
-                    kind: t.kind,
-                    key: None,
-                    value: v,
-                    count: false,
-                });
-            }
-        }
+        self.visit_values(rule, link, t, &mut |key, value| {
+            out.push(Val {
+                kind: t.kind,
+                key: match key {
+                    ValKey::None => None,
+                    ValKey::Static(k) => Some(Arc::from(k)),
+                    ValKey::Entry(k) => Some(k.clone()),
+                },
+                value: value.clone(),
+                count: false,
+            });
+            false
+        });
         if t.count {
             let n = out.len() - start;
             out.truncate(start);
