@@ -1,12 +1,14 @@
-//! Arbitrary bytes as a client connection: hyper's HTTP/1 parser in front of Rampart's whole
-//! request pipeline (admit, routing, static files, return, error pages) over an in-memory pipe.
+//! Arbitrary bytes as a client connection: Rampart's HTTP/1 server (request line, headers,
+//! bodies) in front of its whole request pipeline (admit, routing, static files, return, error
+//! pages) over a loopback connection.
 //! No input may panic or hang.
 #![no_main]
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use rampart_app::control::App;
 use rampart_app::Runtime;
-use rampart_server::ConnInfo;
+use rampart_server::{serve_connection, ConnInfo, ConnSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn runtime() -> &'static (tokio::runtime::Runtime, Arc<Runtime>) {
@@ -50,26 +52,26 @@ fuzz_target!(|data: &[u8]| {
     let app = app.clone();
     let input = data.to_vec();
     rt.block_on(async move {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let conn = ConnInfo {
-            peer: "127.0.0.1:9".parse().expect("addr"),
-            local: "127.0.0.1:1".parse().expect("addr"),
-            id: 1,
-        };
-        let svc = hyper::service::service_fn(move |req| {
-            let snap = app.snapshot();
-            async move { Ok::<_, std::convert::Infallible>(rampart_app::pipeline::handle(&snap, &conn, req).await) }
-        });
-        let serve = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(server), svc);
+        // A real loopback connection: the HTTP/1 server reads from socket halves.
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else { return };
+        let Ok(addr) = listener.local_addr() else { return };
+        let Ok(mut client) = tokio::net::TcpStream::connect(addr).await else { return };
+        let Ok((server, peer)) = listener.accept().await else { return };
+        let info = ConnInfo { peer, local: addr, id: 1 };
+        let settings = ConnSettings::new(rampart_app::control::conn_limits(&app.snapshot().config));
+        let serve = serve_connection(server, info, settings, Arc::new(App(app)));
         let drive = async move {
             let _ = client.write_all(&input).await;
-            let _ = client.shutdown().await;
             let mut sink = Vec::new();
-            let _ = client.read_to_end(&mut sink).await;
+            // Keep-alive input leaves the connection open: stop reading after a short while.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                client.read_to_end(&mut sink),
+            )
+            .await;
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            tokio::join!(serve, drive);
+            tokio::select! { _ = serve => {}, _ = drive => {} }
         })
         .await;
     });

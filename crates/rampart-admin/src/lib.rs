@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use rampart_app::Runtime;
+use rampart_server::RequestBody;
 use rampart_server::{Body, ConnInfo, HttpService};
 
 /// Asks the process to reload; returns the outcome text (errors with file:line:col).
@@ -66,7 +66,7 @@ fn redact(v: &mut serde_json::Value) {
 }
 
 impl HttpService for Admin {
-    async fn call(&self, req: Request<Incoming>, _conn: &ConnInfo) -> Response<Body> {
+    async fn call(&self, req: Request<RequestBody>, _conn: &ConnInfo) -> Response<Body> {
         let plain = "text/plain; charset=utf-8";
         match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, plain, "ok\n"),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use rampart_config::Config;
+use rampart_server::RequestBody;
 use rampart_server::{Body, ConnInfo, ConnLimits, HttpService};
 
 use crate::compile::{compile, CompileError};
@@ -121,6 +121,7 @@ pub fn conn_limits(cfg: &Config) -> ConnLimits {
         max_headers: l.max_headers,
         header_read_timeout: l.header_read_timeout.0,
         keepalive_timeout: l.keepalive_timeout.0,
+        send_timeout: l.send_timeout.0,
         keepalive_requests: l.keepalive_requests,
         h2_max_concurrent_streams: l.h2_max_concurrent_streams,
         max_connections_per_ip: l.max_connections_per_ip,
@@ -147,7 +148,7 @@ pub fn proxy_protocol_addrs(cfg: &Config) -> Vec<std::net::SocketAddr> {
 pub struct App(pub Arc<Runtime>);
 
 impl HttpService for App {
-    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn call(&self, req: Request<RequestBody>, conn: &ConnInfo) -> Response<Body> {
         let snap = self.0.current.load_full();
         crate::pipeline::handle(&snap, conn, req).await
     }

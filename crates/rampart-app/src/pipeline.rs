@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
+use rampart_server::RequestBody;
 use rampart_server::{Body, ConnInfo};
 
 use crate::exchange::Exchange;
@@ -41,12 +41,12 @@ pub enum Flow {
 pub async fn handle(
     snap: &Snapshot,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Response<Body> {
     // The client side of a protocol switch (WebSocket), taken before the head is split up.
     let on_upgrade = (req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE))
-    .then(|| hyper::upgrade::on(&mut req));
+    .then(|| rampart_server::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut x = Exchange::new(
         conn,
@@ -419,7 +419,7 @@ fn is_normal(raw: &str) -> bool {
 /// proxying) or dropping it as it comes: 413 past `limit`, 400 when its framing is broken,
 /// 408 when the client stalls longer than `idle` between reads.
 pub(crate) async fn read_body(
-    mut body: Incoming,
+    mut body: RequestBody,
     limit: u64,
     idle: std::time::Duration,
     keep: bool,
@@ -695,7 +695,8 @@ impl LogAt {
     }
 }
 
-/// A streamed body that counts bytes and logs when it ends or is dropped (client went away).
+/// A streamed body that counts bytes and logs when it ends, or when it is dropped (the client
+/// went away).
 struct LoggedBody {
     inner: Body,
     sent: u64,
@@ -719,10 +720,20 @@ impl http_body::Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &r {
-            if let Some(d) = f.data_ref() {
-                self.sent += d.len() as u64;
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.sent += d.len() as u64;
+                }
             }
+            // Logged at the end, before the server sends the last bytes: whoever reads the
+            // log after the response finds the line.
+            Poll::Ready(None) => {
+                if let Some(l) = self.log.take() {
+                    l.write(self.sent);
+                }
+            }
+            _ => {}
         }
         r
     }

@@ -119,7 +119,7 @@ pub async fn request(
     policy: &WafPolicy,
     tx: &mut Transaction,
     parts: &Parts,
-    body: &mut Option<hyper::body::Incoming>,
+    body: &mut Option<rampart_server::RequestBody>,
     x: &Exchange,
     body_timeout: std::time::Duration,
 ) -> Result<Verdict, StatusCode> {

@@ -104,6 +104,9 @@ pub struct Limits {
     pub body_read_timeout: Dur,
     /// Idle time on a keep-alive connection (nginx: keepalive_timeout 75s).
     pub keepalive_timeout: Dur,
+    /// Longest wait for a client to take more response bytes; then the connection closes
+    /// (nginx: send_timeout 60s).
+    pub send_timeout: Dur,
     /// Requests per connection before it is closed (nginx: keepalive_requests 1000).
     pub keepalive_requests: u64,
     /// Concurrent HTTP/2 streams per connection (nginx: http2_max_concurrent_streams 128).
@@ -124,6 +127,7 @@ impl Default for Limits {
             header_read_timeout: Dur::secs(60),
             body_read_timeout: Dur::secs(60),
             keepalive_timeout: Dur::secs(75),
+            send_timeout: Dur::secs(60),
             keepalive_requests: 1000,
             h2_max_concurrent_streams: 128,
             max_connections_per_ip: 0,

@@ -1,18 +1,24 @@
-//! Rampart's listeners and connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port,
+//! Rampart's listeners and connections: HTTP/1.1 (our own, `h1/`) and HTTP/2 (h2c prior
+//! knowledge, hyper's) on one port,
 //! limits, timeouts and graceful drain. It knows nothing about routes or handlers: the
 //! application plugs in through [`HttpService`].
 mod body;
 mod conn;
 mod guard;
+mod h1;
 mod listen;
 pub mod proxy_protocol;
-mod target;
+mod request_body;
+pub mod upgrade;
 
 use std::time::Duration;
 
 pub use body::{Body, BoxStream};
-pub use conn::{ConnInfo, ConnSettings, HttpService};
+pub use conn::{serve_connection, ConnInfo, ConnSettings, HttpService};
+pub use h1::body::H1Body;
+pub use h1::head::RawHead;
 pub use listen::{bind, BindError, Listeners};
+pub use request_body::RequestBody;
 
 /// Per-connection limits and timeouts.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +33,8 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Idle time between requests.
     pub keepalive_timeout: Duration,
+    /// Longest wait for the client to take more response bytes (nginx: send_timeout).
+    pub send_timeout: Duration,
     /// HTTP/1 requests per connection.
     pub keepalive_requests: u64,
     /// HTTP/2 concurrent streams.

@@ -21,8 +21,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use rampart_server::Body;
+use rampart_server::RequestBody;
 use rampart_upstream::{
     balance::hash_bytes, sticky, ClientBodyError, ErrorClass, Pick, ReqBody, StickySettings,
     Upstream, UpstreamError,
@@ -537,7 +537,7 @@ pin_project_lite::pin_project! {
     /// stalls longer than the body timeout.
     struct ClientBody {
         #[pin]
-        inner: Incoming,
+        inner: RequestBody,
         seen: u64,
         limit: u64,
         idle: Duration,
@@ -599,7 +599,7 @@ fn overloaded() -> ProxyError {
 /// A request body as the proxy receives it.
 pub enum BodyIn {
     /// Still on the client connection.
-    Stream(Incoming),
+    Stream(RequestBody),
     /// Already read (by the WAF, for inspection).
     Buffered(Bytes),
 }
@@ -610,7 +610,7 @@ pub async fn forward(
     parts: &Parts,
     body: BodyIn,
     x: &Exchange,
-    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ProxyError> {
     let group = s.choose_group(parts);
     let upgrade = on_upgrade.is_some() && wants_upgrade(&parts.headers);
@@ -659,7 +659,7 @@ async fn forward_source(
     parts: &Parts,
     mut source: Source,
     x: &Exchange,
-    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
     group: &Group,
     upgrade: bool,
     head: Request<()>,
@@ -862,7 +862,7 @@ fn respond(
     peer: &Arc<rampart_upstream::Peer>,
     prefer: Option<usize>,
     mut resp: Response<rampart_upstream::ResBody>,
-    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
 ) -> Response<Body> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let named = connection_named(resp.headers());
@@ -913,9 +913,8 @@ fn respond(
             tokio::spawn(async move {
                 match tokio::join!(client, upstream_side) {
                     (Ok(c), Ok(u)) => tunnel(c, u, idle).await,
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::info!(error = %e, "WebSocket upgrade failed")
-                    }
+                    (Err(e), _) => tracing::info!(error = %e, "WebSocket upgrade failed"),
+                    (_, Err(e)) => tracing::info!(error = %e, "WebSocket upgrade failed"),
                 }
             });
             let (mut parts, _) = resp.into_parts();
@@ -931,7 +930,7 @@ fn respond(
 
 /// Copies bytes both ways until either side closes or nothing moves for `idle`.
 async fn tunnel(
-    client: hyper::upgrade::Upgraded,
+    client: rampart_server::upgrade::Upgraded,
     upstream: hyper::upgrade::Upgraded,
     idle: Duration,
 ) {
@@ -939,7 +938,7 @@ async fn tunnel(
     let last = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut a = Activity {
-        io: TokioIo::new(client),
+        io: client,
         last: last.clone(),
         start,
     };

@@ -1,0 +1,609 @@
+//! Rampart's own HTTP/1.1 server connection.
+//!
+//! Why not hyper's (used until stop 7): a WAF needs the request as sent (raw target, header
+//! name case, any version string), operators expect nginx's answers (400/408/414/431/501/505,
+//! not a silent close), and the benchmark targets need less per connection and per request
+//! than hyper's generic dispatcher gives: hyper keeps two 8 KiB buffers per connection for its
+//! whole life, and parses, stores and re-encodes through layers we do not use. Here a
+//! connection is one loop in one task: read a head (the buffer is allocated only when bytes
+//! arrive and freed while idle), call the service, write the response with one `writev`
+//! (`sendfile` for files), repeat. Request bodies read straight from the socket (body.rs);
+//! parsing is `httparse` plus a hand-written request line (head.rs).
+//!
+//! Life of a connection: *idle* (keep-alive timeout; drain closes it) → *head* (header-read
+//! timeout from the first byte: 408) → *busy* (the handler; a client that closes its side
+//! cancels it) → response written (send timeout per write) → *idle*, or close.
+
+pub(crate) mod body;
+mod encode;
+pub(crate) mod head;
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{oneshot, watch};
+
+use self::body::{BodyState, Chunk, H1Body, Home, Reader};
+use self::encode::{Framing, ReqInfo};
+use self::head::{HeadError, Parse};
+use crate::conn::{signalled, ConnInfo, ConnSettings, HttpService};
+use crate::request_body::RequestBody;
+use crate::upgrade::{H1Upgrade, Upgraded};
+use crate::Body;
+
+/// The write side, shared with a request body that may have to send `100 Continue`.
+pub(crate) struct Writer {
+    pub write: OwnedWriteHalf,
+    /// `Expect: 100-continue` progress for the current request.
+    pub expect: AtomicU8,
+}
+
+pub(crate) const EXPECT_NONE: u8 = 0;
+pub(crate) const EXPECT_PENDING: u8 = 1;
+pub(crate) const EXPECT_SENT: u8 = 2;
+
+/// Bytes read per call while waiting for a head.
+const HEAD_CHUNK: usize = 4096;
+/// Bodies of small responses are copied next to the head (one buffer, one write).
+const COPY_BODY_MAX: usize = 8 << 10;
+/// Response bytes gathered before a write while a streamed body is ready.
+const FLUSH_AT: usize = 64 << 10;
+/// How long a body whose announced length is complete may take to report its end.
+const END_WAIT: Duration = Duration::from_secs(1);
+/// An unread request body is discarded up to this much to keep the connection; more closes it.
+const DISCARD_MAX: u64 = 256 << 10;
+/// How long discarding an unread body may take (nginx: lingering_timeout 5s).
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the loop stops.
+enum Stop {
+    /// Close without a word (idle timeout, client gone, drain).
+    Quiet,
+    /// Answer with these bytes, then close.
+    Answer(&'static [u8]),
+}
+
+/// Serves HTTP/1 on a connection whose first bytes (already read) are in `buf`.
+pub(crate) async fn serve<S: HttpService>(
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
+    info: ConnInfo,
+    settings: ConnSettings,
+    service: Arc<S>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let limits = settings.limits;
+    let writer = Arc::new(Writer {
+        write,
+        expect: AtomicU8::new(EXPECT_NONE),
+    });
+    let home: Home = Arc::new(Mutex::new(None));
+    let mut reader = Some(Reader {
+        io: read,
+        buf,
+        state: BodyState::Done,
+        continue_pending: None,
+    });
+    let mut served = 0u64;
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let Some(r) = reader.as_mut() else { return };
+        let head = match read_head(r, &settings, &mut drain).await {
+            Ok(h) => h,
+            Err(Stop::Quiet) => return,
+            Err(Stop::Answer(bytes)) => {
+                let _ = write_all(
+                    &writer.write,
+                    &mut [IoSlice::new(bytes)],
+                    limits.send_timeout,
+                )
+                .await;
+                linger(r, &writer).await;
+                return;
+            }
+        };
+        served += 1;
+        let mut keep_alive =
+            head.keep_alive && served < limits.keepalive_requests && !*drain.borrow();
+        let req_info = ReqInfo::new(head.req.method(), head.version);
+        let mut req = head.req;
+
+        // The body: none, or the reader itself on loan to the handler.
+        let request_body = match head.framing {
+            head::Framing::None => RequestBody::Empty,
+            framing => {
+                let Some(mut rd) = reader.take() else { return };
+                let len = match framing {
+                    head::Framing::Length(n) => {
+                        rd.state = BodyState::Length(n);
+                        Some(n)
+                    }
+                    _ => {
+                        rd.state = BodyState::Chunked(Chunk::Size);
+                        None
+                    }
+                };
+                if head.expect_continue {
+                    writer.expect.store(EXPECT_PENDING, Ordering::Release);
+                    rd.continue_pending = Some(writer.clone());
+                } else {
+                    writer.expect.store(EXPECT_NONE, Ordering::Release);
+                }
+                RequestBody::H1(H1Body::new(rd, home.clone(), len))
+            }
+        };
+        let upgrade_tx = if head.upgrade {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut()
+                .insert(H1Upgrade(Arc::new(Mutex::new(Some(rx)))));
+            Some(tx)
+        } else {
+            None
+        };
+        let req = req.map(|()| request_body);
+
+        // The handler; a client that hangs up meanwhile cancels it (as hyper and nginx do).
+        let resp = {
+            let fut = pin!(service.call(req, &info));
+            run_handler(fut, &mut reader, &home, limits.max_header_size).await
+        };
+        let Some(resp) = resp else { return };
+        // Once the response starts, a body read later must not send `100 Continue`.
+        writer.expect.store(EXPECT_NONE, Ordering::Release);
+
+        let (parts, body) = resp.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade_tx.is_some();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS && !switching {
+            keep_alive = false; // a 101 nobody can take over: nothing sensible follows
+        }
+        if *drain.borrow() {
+            keep_alive = false;
+        }
+        out.clear();
+        let framing = encode::head(
+            &mut out,
+            parts.status,
+            &parts.headers,
+            body.exact_len(),
+            &req_info,
+            &mut keep_alive,
+        );
+        let written = write_body(&writer, &mut out, body, framing, limits.send_timeout).await;
+        if out.capacity() > 16 << 10 {
+            out = Vec::new();
+        }
+        match written {
+            Ok(true) => {}
+            Ok(false) => keep_alive = false,
+            Err(e) => {
+                tracing::debug!(peer = %info.peer, error = %e, "response not delivered");
+                return;
+            }
+        }
+
+        if switching {
+            let Some(tx) = upgrade_tx else { return };
+            let rd = match reader.take() {
+                Some(r) => r,
+                None => match home.lock().ok().and_then(|mut s| s.take()) {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            drop(home);
+            let Ok(w) = Arc::try_unwrap(writer) else {
+                return;
+            };
+            let Ok(stream) = rd.io.reunite(w.write) else {
+                return;
+            };
+            let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze()));
+            return;
+        }
+
+        // Take the reader back and finish an unread body, or close.
+        if reader.is_none() {
+            reader = home.lock().ok().and_then(|mut s| s.take());
+        }
+        let Some(r) = reader.as_mut() else {
+            return; // the body lives on elsewhere (a spawned task): the framing is lost
+        };
+        r.continue_pending = None;
+        if !keep_alive {
+            linger(r, &writer).await;
+            return;
+        }
+        if r.state != BodyState::Done && !discard(r, DISCARD_TIMEOUT).await {
+            linger(r, &writer).await;
+            return;
+        }
+        // Between requests no buffer is held unless pipelined bytes wait in it.
+        if r.buf.is_empty() {
+            r.buf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads until a whole head is in the buffer.
+async fn read_head(
+    r: &mut Reader,
+    settings: &ConnSettings,
+    drain: &mut watch::Receiver<bool>,
+) -> Result<head::Head, Stop> {
+    let limits = &settings.limits;
+    let mut deadline = None;
+    loop {
+        if !r.buf.is_empty() {
+            match head::parse(&mut r.buf, limits.max_header_size, limits.max_headers) {
+                Ok(Parse::Complete(h)) => return Ok(*h),
+                Ok(Parse::Partial) => {}
+                Err(e) => {
+                    tracing::debug!(error = ?e, "bad request head");
+                    return Err(Stop::Answer(match e {
+                        HeadError::Bad(_) => BAD_REQUEST,
+                        HeadError::LineTooLong => URI_TOO_LONG,
+                        HeadError::TooLarge => TOO_LARGE,
+                        HeadError::UnknownCoding => NOT_IMPLEMENTED,
+                    }));
+                }
+            }
+            if deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+            }
+        }
+        let got = match deadline {
+            None => {
+                // Idle: wait for bytes without holding a buffer.
+                let ready = tokio::select! {
+                    biased;
+                    r = tokio::time::timeout(limits.keepalive_timeout, r.io.readable()) => r,
+                    _ = signalled(drain) => return Err(Stop::Quiet),
+                };
+                match ready {
+                    Ok(Ok(())) => {}
+                    _ => return Err(Stop::Quiet),
+                }
+                match poll_fn(|cx| match r.poll_fill(cx, HEAD_CHUNK) {
+                    // Readiness can be stale: then wait again.
+                    Poll::Pending => Poll::Ready(None),
+                    Poll::Ready(x) => Poll::Ready(Some(x)),
+                })
+                .await
+                {
+                    None => continue,
+                    Some(x) => x,
+                }
+            }
+            Some(d) => {
+                match tokio::time::timeout_at(d, poll_fn(|cx| r.poll_fill(cx, HEAD_CHUNK))).await {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tracing::debug!("request head not received in time: 408");
+                        return Err(Stop::Answer(REQUEST_TIMEOUT));
+                    }
+                }
+            }
+        };
+        match got {
+            Ok(0) | Err(_) => return Err(Stop::Quiet),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Polls the handler; while the connection's reader is not on loan to a body, also watches the
+/// socket: end of input means the client is gone (`None`), bytes are a pipelined request kept
+/// for later.
+async fn run_handler<F: Future<Output = Response<Body>>>(
+    mut fut: Pin<&mut F>,
+    reader: &mut Option<Reader>,
+    home: &Home,
+    max_buffered: usize,
+) -> Option<Response<Body>> {
+    let mut watching = true;
+    poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(resp));
+        }
+        if reader.is_none() {
+            *reader = home.lock().ok().and_then(|mut s| s.take());
+        }
+        let Some(r) = reader.as_mut() else {
+            return Poll::Pending;
+        };
+        while watching {
+            if r.buf.len() >= max_buffered {
+                watching = false; // enough pipelined bytes: leave the rest in the socket
+                break;
+            }
+            match r.poll_fill(cx, HEAD_CHUNK) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    tracing::debug!("client closed the connection before the response");
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes the head in `out` and the body. `Ok(false)`: delivered, but the framing cannot go
+/// on (a body shorter or longer than announced): close.
+async fn write_body(
+    w: &Writer,
+    out: &mut Vec<u8>,
+    body: Body,
+    framing: Framing,
+    timeout: Duration,
+) -> io::Result<bool> {
+    match (body, framing) {
+        (_, Framing::None) | (Body::Empty, _) => {
+            if let Framing::Chunked = framing {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
+            Ok(!matches!(framing, Framing::Length(n) if n > 0))
+        }
+        (Body::Full(Some(b)), framing) => {
+            let ok = match framing {
+                Framing::Length(n) => n == b.len() as u64,
+                _ => true,
+            };
+            if let Framing::Chunked = framing {
+                let mut line = [0u8; 18];
+                let line = encode::chunk_size_line(b.len(), &mut line);
+                out.extend_from_slice(line);
+                out.extend_from_slice(&b);
+                out.extend_from_slice(b"\r\n0\r\n\r\n");
+                write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
+            } else if b.len() <= COPY_BODY_MAX {
+                out.extend_from_slice(&b);
+                write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
+            } else {
+                write_all(
+                    &w.write,
+                    &mut [IoSlice::new(out), IoSlice::new(&b)],
+                    timeout,
+                )
+                .await?;
+            }
+            Ok(ok)
+        }
+        (Body::Full(None), _) => {
+            write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
+            Ok(framing != Framing::Chunked && !matches!(framing, Framing::Length(n) if n > 0))
+        }
+        (Body::Stream(mut s), framing) => write_stream(w, out, &mut s, framing, timeout).await,
+    }
+}
+
+/// Streams a body: frames gathered while the body has them ready, written when it would wait
+/// or enough piled up.
+async fn write_stream(
+    w: &Writer,
+    out: &mut Vec<u8>,
+    body: &mut crate::BoxStream,
+    framing: Framing,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut queued: Vec<Bytes> = Vec::new();
+    let mut queued_len = 0usize;
+    let mut sent: u64 = 0;
+    let mut head_out = true; // `out` (the head) still to go first
+    loop {
+        let next = match poll_now(body) {
+            Some(f) => f,
+            None => {
+                flush(w, out, &mut head_out, &mut queued, &mut queued_len, timeout).await?;
+                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        match next {
+            None => {
+                let ok = match framing {
+                    Framing::Chunked => {
+                        queued.push(Bytes::from_static(b"0\r\n\r\n"));
+                        true
+                    }
+                    Framing::Length(n) => n == sent,
+                    _ => true,
+                };
+                flush(w, out, &mut head_out, &mut queued, &mut queued_len, timeout).await?;
+                return Ok(ok);
+            }
+            Some(Err(e)) => {
+                // Mid-body failure (an upstream died): the client must not take a short
+                // body for a whole one, so the connection closes without the last chunk.
+                flush(w, out, &mut head_out, &mut queued, &mut queued_len, timeout).await?;
+                return Err(e);
+            }
+            Some(Ok(frame)) => {
+                let Ok(mut data) = frame.into_data() else {
+                    continue; // trailers: HTTP/1 clients rarely take them; dropped as nginx does
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                match framing {
+                    Framing::Length(n) => {
+                        let room = n.saturating_sub(sent);
+                        if data.len() as u64 > room {
+                            data.truncate(usize::try_from(room).unwrap_or(0));
+                        }
+                        sent += data.len() as u64;
+                        queued_len += data.len();
+                        queued.push(data);
+                    }
+                    Framing::Chunked => {
+                        let mut line = [0u8; 18];
+                        let line = encode::chunk_size_line(data.len(), &mut line);
+                        queued_len += data.len() + line.len() + 2;
+                        queued.push(Bytes::copy_from_slice(line));
+                        queued.push(data);
+                        queued.push(Bytes::from_static(b"\r\n"));
+                    }
+                    Framing::Close => {
+                        queued_len += data.len();
+                        queued.push(data);
+                    }
+                    Framing::None => {}
+                }
+                if queued_len >= FLUSH_AT || queued.len() >= 48 {
+                    flush(w, out, &mut head_out, &mut queued, &mut queued_len, timeout).await?;
+                }
+                if let Framing::Length(n) = framing {
+                    if sent >= n {
+                        // Let the body see its own end before the last bytes go: it logs
+                        // then, and a proxied body hands its upstream connection back to the
+                        // pool. That end is normally one poll away; anything else than the
+                        // end is more than announced, and the connection closes.
+                        let ended = match poll_now(body) {
+                            Some(f) => f.is_none(),
+                            None => matches!(
+                                tokio::time::timeout(
+                                    END_WAIT,
+                                    poll_fn(|cx| body.as_mut().poll_frame(cx))
+                                )
+                                .await,
+                                Ok(None)
+                            ),
+                        };
+                        flush(w, out, &mut head_out, &mut queued, &mut queued_len, timeout).await?;
+                        return Ok(ended);
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Frame = Option<Result<http_body::Frame<Bytes>, io::Error>>;
+
+/// One poll of the body without waiting: `None` when it would wait.
+fn poll_now(body: &mut crate::BoxStream) -> Option<Frame> {
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    match body.as_mut().poll_frame(&mut cx) {
+        Poll::Ready(f) => Some(f),
+        Poll::Pending => None,
+    }
+}
+
+async fn flush(
+    w: &Writer,
+    out: &mut Vec<u8>,
+    head_out: &mut bool,
+    queued: &mut Vec<Bytes>,
+    queued_len: &mut usize,
+    timeout: Duration,
+) -> io::Result<()> {
+    if !*head_out && queued.is_empty() {
+        return Ok(());
+    }
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(queued.len() + 1);
+    if *head_out {
+        slices.push(IoSlice::new(out));
+    }
+    slices.extend(queued.iter().map(|b| IoSlice::new(b)));
+    write_all(&w.write, &mut slices, timeout).await?;
+    *head_out = false;
+    queued.clear();
+    *queued_len = 0;
+    Ok(())
+}
+
+/// Writes every byte of `bufs`, waiting at most `timeout` for the socket each time it is full.
+pub(crate) async fn write_all(
+    w: &OwnedWriteHalf,
+    mut bufs: &mut [IoSlice<'_>],
+    timeout: Duration,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.try_write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(timeout, w.writable()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads and drops what is left of an unread request body, so that the connection can serve
+/// the next request. False when the body is too large, broken, or too slow: close instead.
+async fn discard(r: &mut Reader, timeout: Duration) -> bool {
+    let budget = match r.state {
+        BodyState::Length(n) if n > DISCARD_MAX => return false,
+        BodyState::Failed => return false,
+        _ => DISCARD_MAX,
+    };
+    let work = async {
+        let mut seen = 0u64;
+        loop {
+            match r.decode() {
+                Ok(Some(b)) => {
+                    seen += b.len() as u64;
+                    if seen > budget {
+                        return false;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(_) => return false,
+            }
+            if r.state == BodyState::Done {
+                return true;
+            }
+            match poll_fn(|cx| r.poll_fill(cx, HEAD_CHUNK)).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work).await.unwrap_or(false)
+}
+
+/// Closes like nginx's lingering_close: if the client sent bytes we never read (a rejected
+/// body, a pipelined request after an error), closing at once would make the kernel answer
+/// with RST, which can destroy the response before the client reads it. So half-close, then
+/// discard input for a short, bounded while.
+async fn linger(r: &mut Reader, w: &Writer) {
+    let _ = socket2::SockRef::from(w.write.as_ref()).shutdown(std::net::Shutdown::Write);
+    r.buf = BytesMut::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut total = 0usize;
+        while total < (256 << 10) {
+            r.buf.clear();
+            match poll_fn(|cx| r.poll_fill(cx, HEAD_CHUNK)).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nURI Too Long\n";
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n";
+const NOT_IMPLEMENTED: &[u8] = b"HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n";
