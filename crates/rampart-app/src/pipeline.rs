@@ -140,6 +140,18 @@ pub async fn handle(
         }
     }
 
+    // 3d. A version this server does not speak (HTTP/0.9, HTTP/2 and later in HTTP/1 text):
+    // 505 as nginx, but only after the WAF has seen it (CRS scores such versions).
+    if parts
+        .extensions
+        .get::<rampart_server::RawHead>()
+        .is_some_and(|r| r.unsupported_version)
+    {
+        let status = StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+        let r = error_response(&site, Some(&route), status, &parts, &x).await;
+        return finish_held(snap, Some(&site), Some(&route), x, r, held);
+    }
+
     // 4. content. Proxied: the body streams upstream; the upstream's own error pages pass
     // through (nginx's proxy_intercept_errors off), ours (502/503/504) get the error pages.
     let resp = if let Handler::Proxy(p) = &route.handler {

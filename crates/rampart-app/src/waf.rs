@@ -130,24 +130,37 @@ pub async fn request(
         &c.local.ip().to_string(),
         c.local.port(),
     );
-    // The target as received: absolute-form (`GET http://host/ HTTP/1.1`) stays absolute,
-    // so REQUEST_LINE and REQUEST_URI_RAW are what the client sent.
-    let target = if parts.uri.scheme().is_some() && parts.version < Version::HTTP_2 {
-        parts.uri.to_string()
-    } else {
-        parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string())
-    };
-    tx.process_uri(&target, parts.method.as_str(), protocol(parts.version));
-    if parts.version >= Version::HTTP_2 {
-        if let Some(a) = parts.uri.authority() {
-            tx.add_request_header_bytes(b"Host", a.as_str().as_bytes());
+    // The request as received (HTTP/1): the target before any normalising, the protocol as
+    // written, header names in their case. HTTP/2 has no such text: rebuilt from the parts.
+    if let Some(raw) = parts.extensions.get::<rampart_server::RawHead>() {
+        let target = String::from_utf8_lossy(&raw.target);
+        let proto = if raw.protocol.is_empty() {
+            "HTTP/0.9".into()
+        } else {
+            String::from_utf8_lossy(&raw.protocol)
+        };
+        tx.process_uri(&target, parts.method.as_str(), &proto);
+        for (n, v) in raw.fields() {
+            tx.add_request_header_bytes(n, v);
         }
-    }
-    for (n, v) in &parts.headers {
-        tx.add_request_header_bytes(n.as_str().as_bytes(), v.as_bytes());
+    } else {
+        let target = if parts.uri.scheme().is_some() && parts.version < Version::HTTP_2 {
+            parts.uri.to_string()
+        } else {
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string())
+        };
+        tx.process_uri(&target, parts.method.as_str(), protocol(parts.version));
+        if parts.version >= Version::HTTP_2 {
+            if let Some(a) = parts.uri.authority() {
+                tx.add_request_header_bytes(b"Host", a.as_str().as_bytes());
+            }
+        }
+        for (n, v) in &parts.headers {
+            tx.add_request_header_bytes(n.as_str().as_bytes(), v.as_bytes());
+        }
     }
     if let Some(i) = tx.process_request_headers() {
         return Ok(Verdict::Block(blocked(&i, x)));

@@ -302,3 +302,78 @@ root = "{dir}"
     }
     assert_eq!(status, 200);
 }
+
+#[test]
+fn versions_codings_and_long_lines_get_nginx_answers() {
+    let r = server();
+    let p = r.port;
+    // A version HTTP/1 text cannot carry: 505 (after access checks, so a WAF sees it).
+    let out = raw_until_close(p, b"GET / HTTP/4.0\r\nHost: a\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.0 505"), "{text}");
+    // HTTP/0.9 (no version): the body alone, no status line, then close.
+    let out = raw_until_close(p, b"GET /\r\n\r\n");
+    assert!(
+        !out.is_empty() && !out.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // `HTTP/0.9` written out never existed: 400.
+    assert_400_and_closed(p, b"GET / HTTP/0.9\r\nHost: a\r\n\r\n");
+    // A transfer coding we do not implement: 501 and close, the body never read as a request.
+    let out = raw_until_close(
+        p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 501"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+    // A request line longer than the head buffer (4 KiB here): 414, as nginx.
+    let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(5000));
+    let out = raw_until_close(p, long.as_bytes());
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 414"));
+    // Bytes nginx passes on in a target (`"<>` and backtick) are served, not refused.
+    let resp = raw(
+        p,
+        b"GET /q?a=<b>\"`c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "ok GET /q");
+}
+
+#[test]
+fn chunked_request_bodies_and_pipelined_requests_after_them() {
+    let r = Rampart::with_config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+[[server.route]]
+prefix = "/"
+return = { status = 200, body = "ok $request_method $uri" }
+"#,
+    );
+    // A chunked body (with an extension and a trailer) the handler never reads is discarded,
+    // and the pipelined request behind it is answered on the same connection.
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    let mut br = BufReader::new(s);
+    let a = read_response(&mut br, false).unwrap();
+    assert_eq!((a.status, a.text()), (200, "ok POST /a".to_string()));
+    let b = read_response(&mut br, false).unwrap();
+    assert_eq!((b.status, b.text()), (200, "ok GET /b".to_string()));
+    // A bare LF after chunk data is refused (lenient chunk framing is a smuggling vector).
+    assert_400_and_closed_or_cut(
+        r.port,
+        b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+}
+
+/// The request is refused (400) or the connection is cut; never a second response.
+fn assert_400_and_closed_or_cut(port: u16, req: &[u8]) {
+    let out = raw_until_close(port, req);
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("smuggled"), "{text}");
+    assert!(text.matches("HTTP/1.1").count() <= 1, "{text}");
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+}

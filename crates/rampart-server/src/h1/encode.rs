@@ -25,13 +25,16 @@ pub(crate) enum Framing {
 pub(crate) struct ReqInfo {
     pub method_head: bool,
     pub version: Version,
+    /// HTTP/0.9: no status line, no header fields, the body until close.
+    pub http09: bool,
 }
 
 impl ReqInfo {
-    pub(crate) fn new(method: &Method, version: Version) -> Self {
+    pub(crate) fn new(method: &Method, version: Version, http09: bool) -> Self {
         ReqInfo {
             method_head: method == Method::HEAD,
             version,
+            http09,
         }
     }
 }
@@ -46,6 +49,14 @@ pub(crate) fn head(
     req: &ReqInfo,
     keep_alive: &mut bool,
 ) -> Framing {
+    if req.http09 {
+        *keep_alive = false;
+        return if req.method_head {
+            Framing::None
+        } else {
+            Framing::Close
+        };
+    }
     out.extend_from_slice(if req.version == Version::HTTP_10 {
         b"HTTP/1.0 "
     } else {
@@ -214,6 +225,7 @@ mod tests {
         let req = ReqInfo {
             method_head: false,
             version: Version::HTTP_11,
+            http09: false,
         };
         let st = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         let f = head(&mut out, st, &map, len, &req, &mut keep);

@@ -64,6 +64,8 @@ pub(crate) struct Head {
     pub upgrade: bool,
     /// The request line's version (what the response's status line echoes: 1.0 or 1.1).
     pub version: Version,
+    /// An HTTP/0.9 line (no version): the answer is the body alone, no status line.
+    pub http09: bool,
 }
 
 /// Why a head was refused; each becomes a canned response and a close.
@@ -173,6 +175,7 @@ fn build(head: Bytes, line_end: usize, max_headers: usize) -> Result<Head, HeadE
         // no chunking assumptions), answered 505 after the access checks.
         _ => (Version::HTTP_10, true),
     };
+    let http09 = rl.version.is_none();
     let method = Method::from_bytes(rl.method).map_err(|_| HeadError::Bad("invalid method"))?;
     let uri = parse_target(&head, rl.target)?;
 
@@ -261,6 +264,7 @@ fn build(head: Bytes, line_end: usize, max_headers: usize) -> Result<Head, HeadE
         expect_continue: expect_continue && version == Version::HTTP_11,
         upgrade: conn_upgrade && has_upgrade && version == Version::HTTP_11,
         version,
+        http09,
     })
 }
 
@@ -293,8 +297,9 @@ fn request_line(line: &[u8]) -> Result<RequestLine<'_>, HeadError> {
         None
     } else {
         match protocol {
+            // `HTTP/0.x` names a version that never had a version string: 400, as nginx.
             [b'H', b'T', b'T', b'P', b'/', maj, b'.', min]
-                if maj.is_ascii_digit() && min.is_ascii_digit() =>
+                if (b'1'..=b'9').contains(maj) && min.is_ascii_digit() =>
             {
                 Some((maj - b'0', min - b'0'))
             }
@@ -417,6 +422,7 @@ mod tests {
             assert!(!h.keep_alive);
         }
         assert!(p(b"GET / HTTP/1.1x\r\n\r\n").is_err());
+        assert!(p(b"GET / HTTP/0.9\r\n\r\n").is_err());
         assert!(p(b"GET  / HTTP/1.1\r\n\r\n").is_err());
     }
 

@@ -114,7 +114,7 @@ pub(crate) async fn serve<S: HttpService>(
         served += 1;
         let mut keep_alive =
             head.keep_alive && served < limits.keepalive_requests && !*drain.borrow();
-        let req_info = ReqInfo::new(head.req.method(), head.version);
+        let req_info = ReqInfo::new(head.req.method(), head.version, head.http09);
         let mut req = head.req;
 
         // The body: none, or the reader itself on loan to the handler.
