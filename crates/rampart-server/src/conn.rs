@@ -107,7 +107,7 @@ pub(crate) async fn serve<S: HttpService>(
             return;
         }
         if buf.capacity() == 0 {
-            buf.reserve(4096);
+            buf.reserve(1024);
         }
         match stream.try_read_buf(&mut buf) {
             Ok(0) => return,
@@ -121,6 +121,18 @@ pub(crate) async fn serve<S: HttpService>(
         crate::h1::serve(r, w, buf, info, settings, service, drain).await;
         return;
     }
+    // Boxed: hyper's HTTP/2 connection state is large, and only HTTP/2 connections need it.
+    Box::pin(serve_h2(stream, buf, info, settings, service, drain)).await;
+}
+
+async fn serve_h2<S: HttpService>(
+    stream: TcpStream,
+    buf: BytesMut,
+    info: ConnInfo,
+    settings: ConnSettings,
+    service: Arc<S>,
+    mut drain: watch::Receiver<bool>,
+) {
     let state = Arc::new(ConnState::default());
     let io = TokioIo::new(GuardedIo::new(
         stream,

@@ -20,7 +20,7 @@ pub(crate) mod head;
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -50,7 +50,10 @@ pub(crate) const EXPECT_NONE: u8 = 0;
 pub(crate) const EXPECT_PENDING: u8 = 1;
 pub(crate) const EXPECT_SENT: u8 = 2;
 
-/// Bytes read per call while waiting for a head.
+/// The buffer a head is first read into (nginx: client_header_buffer_size 1k); larger heads
+/// grow it by `HEAD_CHUNK` at a time, up to `max_header_size`.
+const HEAD_FIRST: usize = 1024;
+/// Growth step of a head buffer, and the read size while watching for pipelined bytes.
 const HEAD_CHUNK: usize = 4096;
 /// Bodies of small responses are copied next to the head (one buffer, one write).
 const COPY_BODY_MAX: usize = 8 << 10;
@@ -71,6 +74,29 @@ enum Stop {
     Answer(&'static [u8]),
 }
 
+/// One connection's state between requests.
+struct Conn<S> {
+    writer: Arc<Writer>,
+    home: Home,
+    /// The read side; `None` while a request body holds it.
+    reader: Option<Reader>,
+    served: u64,
+    info: ConnInfo,
+    settings: ConnSettings,
+    service: Arc<S>,
+    drain: watch::Receiver<bool>,
+}
+
+/// What happens after a request.
+enum Next {
+    /// Read the next request.
+    Again,
+    /// Close (already lingered if needed).
+    Close,
+    /// The connection became another protocol's: hand it over.
+    Upgrade(oneshot::Sender<Upgraded>),
+}
+
 /// Serves HTTP/1 on a connection whose first bytes (already read) are in `buf`.
 pub(crate) async fn serve<S: HttpService>(
     read: OwnedReadHalf,
@@ -79,41 +105,52 @@ pub(crate) async fn serve<S: HttpService>(
     info: ConnInfo,
     settings: ConnSettings,
     service: Arc<S>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) {
-    let limits = settings.limits;
-    let writer = Arc::new(Writer {
-        write,
-        expect: AtomicU8::new(EXPECT_NONE),
-    });
-    let home: Home = Arc::new(Mutex::new(None));
-    let mut reader = Some(Reader {
-        io: read,
-        buf,
-        state: BodyState::Done,
-        continue_pending: None,
-    });
-    let mut served = 0u64;
-    let mut out: Vec<u8> = Vec::new();
+    let mut c = Conn {
+        writer: Arc::new(Writer {
+            write,
+            expect: AtomicU8::new(EXPECT_NONE),
+        }),
+        home: Arc::new(Mutex::new(None)),
+        reader: Some(Reader {
+            io: read,
+            buf,
+            state: BodyState::Done,
+            continue_pending: None,
+        }),
+        served: 0,
+        info,
+        settings,
+        service,
+        drain,
+    };
     loop {
-        let Some(r) = reader.as_mut() else { return };
-        let head = match read_head(r, &settings, &mut drain).await {
-            Ok(h) => h,
+        let Some(r) = c.reader.as_mut() else { return };
+        // Idle or reading a head: the only state most connections are in most of the time, so
+        // the only one kept inline; a request's state is boxed, and exists while it runs.
+        match read_head(r, &c.settings, &mut c.drain).await {
+            Ok(head) => match Box::pin(c.exchange(head)).await {
+                Next::Again => {}
+                Next::Close => return,
+                Next::Upgrade(tx) => return c.upgrade(tx),
+            },
             Err(Stop::Quiet) => return,
             Err(Stop::Answer(bytes)) => {
-                let _ = write_all(
-                    &writer.write,
-                    &mut [IoSlice::new(bytes)],
-                    limits.send_timeout,
-                )
-                .await;
-                linger(r, &writer).await;
+                Box::pin(c.refuse(bytes)).await;
                 return;
             }
-        };
-        served += 1;
+        }
+    }
+}
+
+impl<S: HttpService> Conn<S> {
+    /// One request and its response.
+    async fn exchange(&mut self, head: head::Head) -> Next {
+        let limits = self.settings.limits;
+        self.served += 1;
         let mut keep_alive =
-            head.keep_alive && served < limits.keepalive_requests && !*drain.borrow();
+            head.keep_alive && self.served < limits.keepalive_requests && !*self.drain.borrow();
         let req_info = ReqInfo::new(head.req.method(), head.version, head.http09);
         let mut req = head.req;
 
@@ -121,7 +158,9 @@ pub(crate) async fn serve<S: HttpService>(
         let request_body = match head.framing {
             head::Framing::None => RequestBody::Empty,
             framing => {
-                let Some(mut rd) = reader.take() else { return };
+                let Some(mut rd) = self.reader.take() else {
+                    return Next::Close;
+                };
                 let len = match framing {
                     head::Framing::Length(n) => {
                         rd.state = BodyState::Length(n);
@@ -133,12 +172,12 @@ pub(crate) async fn serve<S: HttpService>(
                     }
                 };
                 if head.expect_continue {
-                    writer.expect.store(EXPECT_PENDING, Ordering::Release);
-                    rd.continue_pending = Some(writer.clone());
+                    self.writer.expect.store(EXPECT_PENDING, Ordering::Release);
+                    rd.continue_pending = Some(self.writer.clone());
                 } else {
-                    writer.expect.store(EXPECT_NONE, Ordering::Release);
+                    self.writer.expect.store(EXPECT_NONE, Ordering::Release);
                 }
-                RequestBody::H1(H1Body::new(rd, home.clone(), len))
+                RequestBody::H1(H1Body::new(rd, self.home.clone(), len))
             }
         };
         let upgrade_tx = if head.upgrade {
@@ -152,23 +191,25 @@ pub(crate) async fn serve<S: HttpService>(
         let req = req.map(|()| request_body);
 
         // The handler; a client that hangs up meanwhile cancels it (as hyper and nginx do).
-        let resp = {
-            let fut = pin!(service.call(req, &info));
-            run_handler(fut, &mut reader, &home, limits.max_header_size).await
+        // Boxed: the application's future is large (kilobytes).
+        let fut = Box::pin(self.service.call(req, &self.info));
+        let resp = run_handler(fut, &mut self.reader, &self.home, limits.max_header_size).await;
+        let Some(resp) = resp else {
+            return Next::Close;
         };
-        let Some(resp) = resp else { return };
         // Once the response starts, a body read later must not send `100 Continue`.
-        writer.expect.store(EXPECT_NONE, Ordering::Release);
+        self.writer.expect.store(EXPECT_NONE, Ordering::Release);
 
         let (parts, body) = resp.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade_tx.is_some();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS && !switching {
             keep_alive = false; // a 101 nobody can take over: nothing sensible follows
         }
-        if *drain.borrow() {
+        if *self.drain.borrow() {
             keep_alive = false;
         }
-        out.clear();
+        // Per request (not kept on the connection): idle connections hold no buffers.
+        let mut out = Vec::with_capacity(512);
         let framing = encode::head(
             &mut out,
             parts.status,
@@ -177,59 +218,73 @@ pub(crate) async fn serve<S: HttpService>(
             &req_info,
             &mut keep_alive,
         );
-        let written = write_body(&writer, &mut out, body, framing, limits.send_timeout).await;
-        if out.capacity() > 16 << 10 {
-            out = Vec::new();
-        }
+        drop(parts);
+        let written = write_body(&self.writer, &mut out, body, framing, limits.send_timeout).await;
+        drop(out);
         match written {
             Ok(true) => {}
             Ok(false) => keep_alive = false,
             Err(e) => {
-                tracing::debug!(peer = %info.peer, error = %e, "response not delivered");
-                return;
+                tracing::debug!(peer = %self.info.peer, error = %e, "response not delivered");
+                return Next::Close;
             }
         }
-
+        if self.reader.is_none() {
+            self.reader = self.home.lock().ok().and_then(|mut s| s.take());
+        }
         if switching {
-            let Some(tx) = upgrade_tx else { return };
-            let rd = match reader.take() {
-                Some(r) => r,
-                None => match home.lock().ok().and_then(|mut s| s.take()) {
-                    Some(r) => r,
-                    None => return,
-                },
+            return match upgrade_tx {
+                Some(tx) => Next::Upgrade(tx),
+                None => Next::Close,
             };
-            drop(home);
-            let Ok(w) = Arc::try_unwrap(writer) else {
-                return;
-            };
-            let Ok(stream) = rd.io.reunite(w.write) else {
-                return;
-            };
-            let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze()));
-            return;
         }
 
-        // Take the reader back and finish an unread body, or close.
-        if reader.is_none() {
-            reader = home.lock().ok().and_then(|mut s| s.take());
-        }
-        let Some(r) = reader.as_mut() else {
-            return; // the body lives on elsewhere (a spawned task): the framing is lost
+        // Finish an unread body, or close.
+        let Some(r) = self.reader.as_mut() else {
+            return Next::Close; // the body lives on elsewhere (a spawned task): framing lost
         };
         r.continue_pending = None;
         if !keep_alive {
-            linger(r, &writer).await;
-            return;
+            linger(r, &self.writer).await;
+            return Next::Close;
         }
         if r.state != BodyState::Done && !discard(r, DISCARD_TIMEOUT).await {
-            linger(r, &writer).await;
-            return;
+            linger(r, &self.writer).await;
+            return Next::Close;
         }
         // Between requests no buffer is held unless pipelined bytes wait in it.
         if r.buf.is_empty() {
             r.buf = BytesMut::new();
         }
+        Next::Again
+    }
+
+    /// A canned answer to a head we refuse, then close.
+    async fn refuse(&mut self, bytes: &'static [u8]) {
+        let timeout = self.settings.limits.send_timeout;
+        let _ = write_all(&self.writer.write, &mut [IoSlice::new(bytes)], timeout).await;
+        if let Some(r) = self.reader.as_mut() {
+            linger(r, &self.writer).await;
+        }
+    }
+
+    /// Hands the socket (and bytes read past the head) to whoever awaits the upgrade.
+    fn upgrade(self, tx: oneshot::Sender<Upgraded>) {
+        let Conn {
+            writer,
+            home,
+            reader,
+            ..
+        } = self;
+        drop(home);
+        let Some(rd) = reader else { return };
+        let Ok(w) = Arc::try_unwrap(writer) else {
+            return;
+        };
+        let Ok(stream) = rd.io.reunite(w.write) else {
+            return;
+        };
+        let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze()));
     }
 }
 
@@ -272,6 +327,9 @@ async fn read_head(
                     Ok(Ok(())) => {}
                     _ => return Err(Stop::Quiet),
                 }
+                if r.buf.capacity() == 0 {
+                    r.buf.reserve(HEAD_FIRST);
+                }
                 match poll_fn(|cx| match r.poll_fill(cx, HEAD_CHUNK) {
                     // Readiness can be stale: then wait again.
                     Poll::Pending => Poll::Ready(None),
@@ -304,7 +362,7 @@ async fn read_head(
 /// socket: end of input means the client is gone (`None`), bytes are a pipelined request kept
 /// for later.
 async fn run_handler<F: Future<Output = Response<Body>>>(
-    mut fut: Pin<&mut F>,
+    mut fut: Pin<Box<F>>,
     reader: &mut Option<Reader>,
     home: &Home,
     max_buffered: usize,
