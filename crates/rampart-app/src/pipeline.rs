@@ -668,6 +668,8 @@ fn finish_held(
                 log: Some(log),
             })
         }),
+        // Whole buffers, and file bodies (sent by the kernel with sendfile, which no wrapper
+        // may interpose): logged now, with the length the response announces.
         b => {
             let bytes = if log.x.method == Method::HEAD {
                 0

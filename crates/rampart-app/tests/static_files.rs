@@ -48,7 +48,10 @@ async fn call(
 ) -> Result<Resp, StaticError> {
     let resp = serve(s, &parts(method, uri, headers)).await?;
     let (p, body) = resp.into_parts();
-    let streamed = matches!(body, rampart_server::Body::Stream(_));
+    let streamed = matches!(
+        body,
+        rampart_server::Body::Stream(_) | rampart_server::Body::File(_)
+    );
     let body = body.collect().await.unwrap().to_bytes();
     Ok(Resp {
         status: p.status,
@@ -450,7 +453,7 @@ async fn large_files_stream_in_chunks() {
     let resp = serve(&s, &parts("GET", "/large.bin", &[])).await.unwrap();
     assert_eq!(resp.headers()["content-length"], data.len().to_string());
     let mut body = resp.into_body();
-    assert!(matches!(body, rampart_server::Body::Stream(_)));
+    assert!(matches!(body, rampart_server::Body::File(_)));
     assert_eq!(
         http_body::Body::size_hint(&body).exact(),
         Some(data.len() as u64)

@@ -13,7 +13,7 @@ pub mod upgrade;
 
 use std::time::Duration;
 
-pub use body::{Body, BoxStream};
+pub use body::{Body, BoxStream, FilePart, FileRegions};
 pub use conn::{serve_connection, ConnInfo, ConnSettings, HttpService};
 pub use h1::body::H1Body;
 pub use h1::head::RawHead;

@@ -533,16 +533,18 @@ pub fn apply(
             Err(_) => return http::Response::from_parts(parts, Body::Full(Some(data))),
         },
         Body::Full(None) => Body::Empty,
-        body @ Body::Stream(_) => match Encoder::new(s, enc, Vec::with_capacity(16 * 1024)) {
-            Ok(encoder) => Body::stream(CompressedBody {
-                inner: body,
-                encoder: Some(encoder),
-                dirty: false,
-                trailers: None,
-                done: false,
-            }),
-            Err(_) => return http::Response::from_parts(parts, body),
-        },
+        body @ (Body::Stream(_) | Body::File(_)) => {
+            match Encoder::new(s, enc, Vec::with_capacity(16 * 1024)) {
+                Ok(encoder) => Body::stream(CompressedBody {
+                    inner: body,
+                    encoder: Some(encoder),
+                    dirty: false,
+                    trailers: None,
+                    done: false,
+                }),
+                Err(_) => return http::Response::from_parts(parts, body),
+            }
+        }
     };
     set_encoded_headers(&mut parts.headers, enc, true);
     http::Response::from_parts(parts, body)

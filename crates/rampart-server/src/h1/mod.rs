@@ -37,7 +37,7 @@ use self::head::{HeadError, Parse};
 use crate::conn::{signalled, ConnInfo, ConnSettings, HttpService};
 use crate::request_body::RequestBody;
 use crate::upgrade::{H1Upgrade, Upgraded};
-use crate::Body;
+use crate::{Body, FilePart};
 
 /// The write side, shared with a request body that may have to send `100 Continue`.
 pub(crate) struct Writer {
@@ -444,6 +444,25 @@ async fn write_body(
             Ok(framing != Framing::Chunked && !matches!(framing, Framing::Length(n) if n > 0))
         }
         (Body::Stream(mut s), framing) => write_stream(w, out, &mut s, framing, timeout).await,
+        (Body::File(f), Framing::Length(n)) if n == f.len() => {
+            write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
+            for part in f.parts() {
+                match part {
+                    FilePart::Bytes(b) => {
+                        write_all(&w.write, &mut [IoSlice::new(b)], timeout).await?;
+                    }
+                    FilePart::File { offset, len } => {
+                        send_file(&w.write, f.file(), *offset, *len, timeout).await?;
+                    }
+                }
+            }
+            Ok(true)
+        }
+        (body @ Body::File(_), framing) => {
+            // Framed otherwise (a handler's own Content-Length): read it like any stream.
+            let mut s: crate::BoxStream = Box::pin(body);
+            write_stream(w, out, &mut s, framing, timeout).await
+        }
     }
 }
 
@@ -579,6 +598,42 @@ async fn flush(
     *head_out = false;
     queued.clear();
     *queued_len = 0;
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the kernel copies from the
+/// page cache to the socket, nothing passes through user space (nginx's `sendfile on`).
+async fn send_file(
+    w: &OwnedWriteHalf,
+    file: &std::fs::File,
+    mut offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let end = offset + len;
+    let sock: &tokio::net::TcpStream = w.as_ref();
+    while offset < end {
+        // Bounded per call, so one large file does not hold the worker for long.
+        let chunk = usize::try_from((end - offset).min(1 << 20)).unwrap_or(1 << 20);
+        let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(sock.as_fd(), file.as_fd(), Some(&mut offset), chunk)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            // The file shrank under us: the client must not take a short body for a whole one.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(timeout, sock.writable()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

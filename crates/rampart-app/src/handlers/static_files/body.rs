@@ -15,14 +15,9 @@ use tokio::task::JoinHandle;
 /// Bytes read per chunk: large enough to amortize the thread hop, small enough to bound memory.
 pub const CHUNK: usize = 128 * 1024;
 
-/// One piece of a response body.
-#[derive(Debug, Clone)]
-pub enum Segment {
-    /// Literal bytes (multipart headers, or a cached file).
-    Bytes(Bytes),
-    /// `len` bytes of the file from `offset`.
-    File { offset: u64, len: u64 },
-}
+/// One piece of a response body (the server's own type: HTTP/1 sends file pieces with
+/// `sendfile`, see [`rampart_server::FileRegions`]).
+pub use rampart_server::FilePart as Segment;
 
 /// A body made of segments over one open file.
 pub struct FileBody {

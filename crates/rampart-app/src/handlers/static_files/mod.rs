@@ -422,13 +422,13 @@ fn respond(req: &http::request::Parts, rep: Rep<'_>, is_head: bool) -> Response<
     } else {
         match &rep.source {
             Source::Bytes(b) => Body::full(b.clone()),
-            Source::File(f) => Body::stream(FileBody::new(
+            Source::File(f) => file_body(
                 f.clone(),
                 vec![Segment::File {
                     offset: 0,
                     len: rep.len,
                 }],
-            )),
+            ),
         }
     });
     *resp.headers_mut() = match rep.full_headers {
@@ -566,7 +566,7 @@ fn partial(rep: Rep<'_>, ranges: &[(u64, u64)]) -> Response<Body> {
             }
             Body::full(buf.freeze())
         }
-        Source::File(f) => Body::stream(FileBody::new(f, segments)),
+        Source::File(f) => file_body(f, segments),
     };
     resp
 }
@@ -948,4 +948,11 @@ fn map_open_err(e: io::Error) -> StaticError {
     } else {
         StaticError::Io(e)
     }
+}
+
+/// Pieces of an open file as a response body: sent with `sendfile` over HTTP/1, read in
+/// chunks on the blocking pool otherwise.
+fn file_body(f: std::sync::Arc<std::fs::File>, segments: Vec<Segment>) -> Body {
+    let read = FileBody::new(f.clone(), segments.clone());
+    Body::File(rampart_server::FileRegions::new(f, segments, read))
 }
