@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, watch};
 use self::body::{BodyState, Chunk, H1Body, Home, Reader};
 use self::encode::{Framing, ReqInfo};
 use self::head::{HeadError, Parse};
-use crate::conn::{signalled, ConnInfo, ConnSettings, HttpService};
+use crate::conn::{ConnInfo, ConnSettings, HttpService};
 use crate::request_body::RequestBody;
 use crate::upgrade::{H1Upgrade, Upgraded};
 use crate::{Body, FilePart};
@@ -85,6 +85,67 @@ struct Conn<S> {
     settings: ConnSettings,
     service: Arc<S>,
     drain: watch::Receiver<bool>,
+    idle: Idle,
+}
+
+/// Waiting for the next request without a timer or channel registration per request: one
+/// timer per connection, re-armed only when it fires before the (moving) deadline, and one
+/// drain listener that stays registered. Re-arming a tokio timer and re-subscribing to the
+/// drain signal on every request were ~2.5% of a small static request.
+struct Idle {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    drain: Pin<Box<dyn Future<Output = ()> + Send>>,
+    drained: bool,
+}
+
+/// Why an idle wait ended.
+enum Woke {
+    Readable,
+    Timeout,
+    Drain,
+}
+
+impl Idle {
+    fn new(drain: &watch::Receiver<bool>) -> Self {
+        let mut rx = drain.clone();
+        Idle {
+            timer: None,
+            drain: Box::pin(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }),
+            drained: false,
+        }
+    }
+
+    async fn wait(&mut self, io: &tokio::net::TcpStream, until: tokio::time::Instant) -> Woke {
+        poll_fn(|cx| {
+            if self.drained || self.drain.as_mut().poll(cx).is_ready() {
+                self.drained = true;
+                return Poll::Ready(Woke::Drain);
+            }
+            // Errors count as readable: the read that follows reports them.
+            if io.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(Woke::Readable);
+            }
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+            if timer.deadline() > until {
+                timer.as_mut().reset(until);
+            }
+            loop {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if tokio::time::Instant::now() >= until {
+                    return Poll::Ready(Woke::Timeout);
+                }
+                // It fired for an earlier request's deadline: not a timeout yet.
+                timer.as_mut().reset(until);
+            }
+        })
+        .await
+    }
 }
 
 /// What happens after a request.
@@ -123,13 +184,14 @@ pub(crate) async fn serve<S: HttpService>(
         info,
         settings,
         service,
+        idle: Idle::new(&drain),
         drain,
     };
     loop {
         let Some(r) = c.reader.as_mut() else { return };
         // Idle or reading a head: the only state most connections are in most of the time, so
         // the only one kept inline; a request's state is boxed, and exists while it runs.
-        match read_head(r, &c.settings, &mut c.drain).await {
+        match read_head(r, &c.settings, &mut c.idle).await {
             Ok(head) => match Box::pin(c.exchange(head)).await {
                 Next::Again => {}
                 Next::Close => return,
@@ -292,7 +354,7 @@ impl<S: HttpService> Conn<S> {
 async fn read_head(
     r: &mut Reader,
     settings: &ConnSettings,
-    drain: &mut watch::Receiver<bool>,
+    idle: &mut Idle,
 ) -> Result<head::Head, Stop> {
     let limits = &settings.limits;
     let mut deadline = None;
@@ -318,14 +380,10 @@ async fn read_head(
         let got = match deadline {
             None => {
                 // Idle: wait for bytes without holding a buffer.
-                let ready = tokio::select! {
-                    biased;
-                    r = tokio::time::timeout(limits.keepalive_timeout, r.io.readable()) => r,
-                    _ = signalled(drain) => return Err(Stop::Quiet),
-                };
-                match ready {
-                    Ok(Ok(())) => {}
-                    _ => return Err(Stop::Quiet),
+                let until = tokio::time::Instant::now() + limits.keepalive_timeout;
+                match idle.wait(r.io.as_ref(), until).await {
+                    Woke::Readable => {}
+                    Woke::Timeout | Woke::Drain => return Err(Stop::Quiet),
                 }
                 if r.buf.capacity() == 0 {
                     r.buf.reserve(HEAD_FIRST);
