@@ -10,14 +10,16 @@
 #     request_head         any bytes as a client connection through hyper and the pipeline
 #     waf_seclang          any text through the SecLang parser (regex compilation included)
 #     waf_transforms       every transformation plus short chains
+#     waf_libinjection     @detectSQLi / @detectXSS (libinjectionrs) on any bytes
 #     waf_body_urlencoded, waf_body_multipart, waf_body_json, waf_body_xml   body parsers
 # Environment:
 #   RAMPART_FUZZ_SANITIZER  address (default) or none
 #   RAMPART_FUZZ_TIMEOUT    seconds one input may take before it counts as a crash (default 30)
 #
 # Exits non-zero when a target crashes (panic, sanitizer report, timeout, out of memory); the
-# input is left in fuzz/artifacts/TARGET/ and `cargo fuzz run TARGET FILE` replays it. The
-# corpus grows in fuzz/corpus/TARGET/ (not committed) and is reused by later runs.
+# input is left in fuzz/artifacts/TARGET/, and the command cargo-fuzz prints replays it (from
+# fuzz/, with RUSTC_BOOTSTRAP=1). The corpus grows in fuzz/corpus/TARGET/ (not committed) and
+# is reused by later runs; config_parse and waf_seclang start from a real config / rule file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +63,15 @@ cargo fuzz build "${opts[@]}"
 failed=()
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
+  # Seeds: real inputs get the parsers past their first lines in a short run.
+  case "$t" in
+    config_parse) seed=../crates/rampart-config/src/default.toml ;;
+    waf_seclang) seed=../crates/rampart-waf/src/builtin.conf ;;
+    *) seed= ;;
+  esac
+  if [ -n "$seed" ] && [ ! -e "corpus/$t/seed-$(basename "$seed")" ]; then
+    cp "$seed" "corpus/$t/seed-$(basename "$seed")"
+  fi
   echo "fuzz.sh: $t for ${secs}s" >&2
   if ! cargo fuzz run "${opts[@]}" "$t" "corpus/$t" -- \
     -max_total_time="$secs" -timeout="${RAMPART_FUZZ_TIMEOUT:-30}" -print_final_stats=1; then
