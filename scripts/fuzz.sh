@@ -4,10 +4,10 @@
 # them. Installs cargo-fuzz from crates.io when it is missing.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-#   SECONDS_PER_TARGET  libFuzzer's -max_total_time for each target (default 60)
+#   SECONDS_PER_TARGET  libFuzzer's -max_total_time for each target (default 60; 0 runs nothing)
 #   TARGET...           default: every target in fuzz/fuzz_targets
 #     config_parse         any text through the config loader: a config or located errors
-#     request_head         any bytes as a client connection through hyper and the pipeline
+#     request_head         any bytes as a client connection through the server and pipeline
 #     waf_seclang          any text through the SecLang parser (regex compilation included)
 #     waf_transforms       every transformation plus short chains
 #     waf_libinjection     @detectSQLi / @detectXSS (libinjectionrs) on any bytes
@@ -30,6 +30,10 @@ case "$secs" in '' | *[!0-9]*)
   exit 2
   ;;
 esac
+if [ "$secs" -eq 0 ]; then
+  echo "fuzz.sh: 0 seconds per target, nothing to run" >&2
+  exit 0
+fi
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
