@@ -83,3 +83,14 @@ pub fn parse_rules(text: &str) -> Result<usize, String> {
         .map(|(rs, _)| rs.rule_count())
         .map_err(|e| e.to_string())
 }
+
+/// `@detectSQLi` exactly as the operator runs it: libinjection's fingerprint when it calls
+/// the input SQL injection, `None` otherwise.
+pub fn detect_sqli(input: &[u8]) -> Option<Vec<u8>> {
+    crate::operator::detect_sqli::check(input)
+}
+
+/// `@detectXSS` exactly as the operator runs it.
+pub fn detect_xss(input: &[u8]) -> bool {
+    crate::operator::detect_xss::check(input)
+}

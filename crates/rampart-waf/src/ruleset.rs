@@ -1,7 +1,7 @@
 //! The compiled, shareable rule set and how it is loaded.
 
 use crate::error::WafError;
-use crate::operator::Engine;
+use crate::operator::{Engine, Operator, OperatorSpec};
 use crate::rule::{Disruptive, Phase, Rule};
 use crate::seclang::parser::Parser;
 use crate::transaction::Transaction;
@@ -237,8 +237,27 @@ pub struct LoadReport {
     pub unsupported: Vec<Unsupported>,
     /// Directives accepted that only matter to other components (audit log, tmp dirs…).
     pub ignored_directives: Vec<Unsupported>,
-    /// `(rule id, engine)` for each `@rx`.
+    /// `(rule id, engine)` for each `@rx`/`@rxGlobal` of the loaded rules, in load order;
+    /// the same list as [`RuleSet::regex_engines`].
     pub regex_engines: Vec<(u32, RegexEngine)>,
+}
+
+/// `(rule id, engine)` for every `@rx`/`@rxGlobal` condition of `rules`, in order. A chain's
+/// conditions are listed under the chain's id, so an id appears once per `@rx` it holds.
+pub(crate) fn regex_engines_of(rules: &[Rule]) -> Vec<(u32, RegexEngine)> {
+    rules
+        .iter()
+        .filter(|r| r.marker.is_none())
+        .flat_map(|r| {
+            r.links.iter().filter_map(move |l| match &l.op {
+                Some(OperatorSpec {
+                    op: Operator::Rx(re),
+                    ..
+                }) => Some((r.id, RegexEngine::from(re.engine()))),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 impl RegexEngine {
@@ -252,7 +271,23 @@ impl RegexEngine {
     }
 }
 
+impl std::fmt::Display for RegexEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl LoadReport {
+    /// `(engine, number of @rx)` for each engine, `regex` first.
+    pub fn regex_engine_counts(&self) -> [(RegexEngine, usize); 3] {
+        [
+            RegexEngine::Regex,
+            RegexEngine::Rewritten,
+            RegexEngine::FancyRegex,
+        ]
+        .map(|e| (e, self.regex_count(e)))
+    }
+
     /// Number of `@rx` on the backtracking fallback.
     pub fn fancy_regex_count(&self) -> usize {
         self.regex_count(RegexEngine::FancyRegex)
@@ -328,12 +363,33 @@ const BUILTIN: &str = include_str!("builtin.conf");
 
 impl RuleSet {
     /// Loads the given files or globs, in order, through `loader`.
+    ///
+    /// Logs (`tracing`, target `rampart_waf`) one `info` line with the rule count and how
+    /// many `@rx` each regex engine got, and one `debug` line per `@rx` that did not get the
+    /// plain `regex` engine. The whole per-rule list is [`RuleSet::regex_engines`] (also
+    /// [`LoadReport::regex_engines`]).
     pub fn load(loader: &dyn Loader, paths: &[&str]) -> Result<(RuleSet, LoadReport), WafError> {
         let mut p = Parser::new(loader);
         for path in paths {
             p.include(path, None, 0)?;
         }
-        p.finish()
+        let (rs, report) = p.finish()?;
+        let [(_, regex), (_, rewrite), (_, fancy)] = report.regex_engine_counts();
+        tracing::info!(
+            rules = report.rules,
+            files = report.files.len(),
+            removed = report.removed,
+            rx_regex = regex,
+            rx_rewrite = rewrite,
+            rx_fancy_regex = fancy,
+            "WAF rules loaded; @rx engines: {regex} regex, {rewrite} rewrite, {fancy} fancy-regex"
+        );
+        for (id, e) in &report.regex_engines {
+            if *e != RegexEngine::Regex {
+                tracing::debug!(rule = id, engine = e.name(), "WAF @rx engine");
+            }
+        }
+        Ok((rs, report))
     }
 
     /// Parses rules from a string (named `name` in errors).
@@ -373,6 +429,25 @@ impl RuleSet {
             inner: Arc::new(inner),
             mode,
         }
+    }
+
+    /// Which regex engine each `@rx`/`@rxGlobal` got: `(rule id, engine)` in load order,
+    /// a chain's conditions under the chain's id (an id appears once per `@rx` it holds).
+    /// Rules removed by `SecRuleRemoveBy*` are not listed. For a load-time report:
+    ///
+    /// ```
+    /// let (rules, _) = rampart_waf::RuleSet::from_text(
+    ///     "r.conf",
+    ///     r#"SecRule ARGS "@rx ^a+$" "id:1,phase:1,pass"
+    ///        SecRule ARGS "@rx (a)\1" "id:2,phase:1,pass""#,
+    /// ).expect("rules load");
+    /// for (id, engine) in rules.regex_engines() {
+    ///     println!("rule {id}: {engine}");
+    /// }
+    /// assert_eq!(rules.regex_engines().len(), 2);
+    /// ```
+    pub fn regex_engines(&self) -> Vec<(u32, RegexEngine)> {
+        regex_engines_of(&self.inner.rules)
     }
 
     /// Number of rules (markers excluded).

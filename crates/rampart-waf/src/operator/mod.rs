@@ -1,7 +1,7 @@
 //! Operators (`@rx`, `@pm`, `@detectSQLi`, …), one file each, compiled at load time.
 
-mod detect_sqli;
-mod detect_xss;
+pub(crate) mod detect_sqli;
+pub(crate) mod detect_xss;
 mod ip_match;
 pub mod numeric;
 mod pm;

@@ -253,17 +253,6 @@ impl<'a> Parser<'a> {
         let tprefix: Vec<(u32, bool)> = (1..=transforms.len())
             .map(|k| (self.intern(&transforms[..k]), false))
             .collect();
-        if let Some(OperatorSpec {
-            op: Operator::Rx(re),
-            ..
-        }) = &op
-        {
-            let id = match &self.pending {
-                Some(h) => h.id,
-                None => pa.id.unwrap_or(0),
-            };
-            self.report.regex_engines.push((id, re.engine().into()));
-        }
         let link = Link {
             targets,
             op,
@@ -490,6 +479,8 @@ impl<'a> Parser<'a> {
             }
             default_status[ph.number() as usize] = d.status;
         }
+        // From the final rules, so rules removed by SecRuleRemoveBy* are not counted.
+        self.report.regex_engines = crate::ruleset::regex_engines_of(&self.rules);
         let inner = Inner {
             rules: self.rules,
             phases,
