@@ -320,6 +320,9 @@ fn builtin_policy_blocks_common_attacks() {
     assert_eq!(blocked("/?c=%3C%3Fphp%20echo%201"), Some(1600));
     assert_eq!(blocked("/?x=$%7Bjndi:ldap://e/a%7D"), Some(1700));
     assert_eq!(blocked("/?x=java.lang.Runtime"), Some(1701));
+    // What libinjectionrs misses and rule 1301 covers (libinjection's own samples).
+    assert_eq!(blocked("/?id=1%20into%20outfile%20%27asd%27"), Some(1301));
+    assert_eq!(blocked("/?id=1%27%20LOCK%20IN%20SHARE%20MODE"), Some(1301));
     let mut tx = r.transaction();
     tx.process_uri("/upload", "POST", "HTTP/1.1");
     tx.add_request_header("Content-Type", "application/json");
@@ -331,6 +334,8 @@ fn builtin_policy_blocks_common_attacks() {
         "/search?q=hello+world",
         "/a/b.html?page=2&sort=name",
         "/?email=a@b.com&note=it%27s+fine",
+        "/?q=put+it+into+the+file",
+        "/?q=in+boolean+mode+we+trust",
     ] {
         assert_eq!(blocked(ok), None, "{ok}");
     }
