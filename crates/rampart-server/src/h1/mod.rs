@@ -528,7 +528,7 @@ async fn write_body(
 /// or enough piled up.
 async fn write_stream(
     w: &Writer,
-    out: &mut Vec<u8>,
+    out: &[u8],
     body: &mut crate::BoxStream,
     framing: Framing,
     timeout: Duration,
@@ -638,7 +638,7 @@ fn poll_now(body: &mut crate::BoxStream) -> Option<Frame> {
 
 async fn flush(
     w: &Writer,
-    out: &mut Vec<u8>,
+    out: &[u8],
     head_out: &mut bool,
     queued: &mut Vec<Bytes>,
     queued_len: &mut usize,
