@@ -111,31 +111,25 @@ impl Reader {
                     if self.buf.is_empty() {
                         return Ok(None);
                     }
-                    let n = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(self.buf.len());
-                    let left = left - n as u64;
+                    let (data, left) = self.take(left);
                     self.state = if left == 0 {
                         BodyState::Done
                     } else {
                         BodyState::Length(left)
                     };
-                    return Ok(Some(self.buf.split_to(n).freeze()));
+                    return Ok(Some(data));
                 }
                 BodyState::Chunked(Chunk::Data(left)) => {
                     if self.buf.is_empty() {
                         return Ok(None);
                     }
-                    let n = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(self.buf.len());
-                    let left = left - n as u64;
+                    let (data, left) = self.take(left);
                     self.state = BodyState::Chunked(if left == 0 {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left)
                     });
-                    return Ok(Some(self.buf.split_to(n).freeze()));
+                    return Ok(Some(data));
                 }
                 BodyState::Chunked(Chunk::DataEnd) => {
                     if self.buf.len() < 2 {
@@ -193,6 +187,46 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Up to `left` body bytes from the buffer, and how many are left after them.
+    fn take(&mut self, left: u64) -> (Bytes, u64) {
+        let n = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(self.buf.len());
+        (self.buf.split_to(n).freeze(), left - n as u64)
+    }
+
+    /// The next piece of body, reading the socket as needed; any failure leaves the state
+    /// `Failed` (the connection cannot go on).
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let r = loop {
+            match self.decode() {
+                Ok(Some(b)) => return Poll::Ready(Some(Ok(b))),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            match self.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Failed => break Err(bad("request body failed")),
+                _ => {}
+            }
+            if let Err(e) = ready!(self.poll_continue(cx)) {
+                break Err(e);
+            }
+            match ready!(self.poll_fill(cx, READ_CHUNK)) {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "client closed the connection in the request body",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.state = BodyState::Failed;
+        Poll::Ready(Some(r))
     }
 
     fn fail(&mut self, msg: &'static str) -> io::Error {
@@ -275,48 +309,12 @@ impl http_body::Body for H1Body {
         let Some(r) = this.reader.as_mut() else {
             return Poll::Ready(None);
         };
-        loop {
-            match r.decode() {
-                Ok(Some(b)) => return Poll::Ready(Some(Ok(Frame::data(b)))),
-                Ok(None) => {}
-                Err(e) => {
-                    this.give_back();
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-            match r.state {
-                BodyState::Done => {
-                    this.give_back();
-                    return Poll::Ready(None);
-                }
-                BodyState::Failed => {
-                    this.give_back();
-                    return Poll::Ready(Some(Err(bad("request body failed"))));
-                }
-                _ => {}
-            }
-            if let Err(e) = ready!(r.poll_continue(cx)) {
-                r.state = BodyState::Failed;
-                this.give_back();
-                return Poll::Ready(Some(Err(e)));
-            }
-            match ready!(r.poll_fill(cx, READ_CHUNK)) {
-                Ok(0) => {
-                    r.state = BodyState::Failed;
-                    this.give_back();
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "client closed the connection in the request body",
-                    ))));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    r.state = BodyState::Failed;
-                    this.give_back();
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
+        let next = ready!(r.poll_body(cx));
+        // Done or failed: the connection gets its reader back at once.
+        if !matches!(next, Some(Ok(_))) {
+            this.give_back();
         }
+        Poll::Ready(next.map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {

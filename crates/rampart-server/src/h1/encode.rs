@@ -70,13 +70,17 @@ pub(crate) fn head(
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    // The handler's own Content-Length matters only when the body's length is unknown, or
+    // for HEAD: looked up only then (not on every response).
+    let declared = || {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
     let framing = if no_body || req.method_head {
         Framing::None
-    } else if let Some(n) = body_len.or(declared) {
+    } else if let Some(n) = body_len.or_else(declared) {
         Framing::Length(n)
     } else if req.version == Version::HTTP_11 {
         Framing::Chunked
@@ -116,7 +120,7 @@ pub(crate) fn head(
         }
         push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    let head_len = if req.method_head && declared.is_none() && !no_body {
+    let head_len = if req.method_head && !no_body && declared().is_none() {
         body_len.filter(|&n| n > 0)
     } else {
         None

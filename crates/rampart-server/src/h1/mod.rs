@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, watch};
 use self::body::{BodyState, Chunk, H1Body, Home, Reader};
 use self::encode::{Framing, ReqInfo};
 use self::head::{HeadError, Parse};
-use crate::conn::{ConnInfo, ConnSettings, HttpService};
+use crate::conn::{signalled, ConnInfo, ConnSettings, HttpService};
 use crate::request_body::RequestBody;
 use crate::upgrade::{H1Upgrade, Upgraded};
 use crate::{Body, FilePart};
@@ -110,9 +110,7 @@ impl Idle {
         let mut rx = drain.clone();
         Idle {
             timer: None,
-            drain: Box::pin(async move {
-                let _ = rx.wait_for(|v| *v).await;
-            }),
+            drain: Box::pin(async move { signalled(&mut rx).await }),
             drained: false,
         }
     }
@@ -465,7 +463,7 @@ async fn write_body(
     timeout: Duration,
 ) -> io::Result<bool> {
     match (body, framing) {
-        (_, Framing::None) | (Body::Empty, _) => {
+        (_, Framing::None) | (Body::Empty | Body::Full(None), _) => {
             if let Framing::Chunked = framing {
                 out.extend_from_slice(b"0\r\n\r\n");
             }
@@ -496,10 +494,6 @@ async fn write_body(
                 .await?;
             }
             Ok(ok)
-        }
-        (Body::Full(None), _) => {
-            write_all(&w.write, &mut [IoSlice::new(out)], timeout).await?;
-            Ok(framing != Framing::Chunked && !matches!(framing, Framing::Length(n) if n > 0))
         }
         (Body::Stream(mut s), framing) => write_stream(w, out, &mut s, framing, timeout).await,
         (Body::File(f), Framing::Length(n)) if n == f.len() => {
