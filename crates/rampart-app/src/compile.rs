@@ -348,6 +348,7 @@ fn upstream_settings(
             max_idle: u.keepalive.max_idle,
             idle_timeout: u.keepalive.idle_timeout.0,
             max_requests: u.keepalive.max_requests,
+            buffer_size: usize::try_from(u.buffer_size.0).unwrap_or(usize::MAX),
         },
         health,
         breaker: up::BreakerSettings {

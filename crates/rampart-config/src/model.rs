@@ -427,6 +427,8 @@ pub struct Upstream {
     pub send_timeout: Dur,
     /// Time a server may take for the response head and between two reads of its body.
     pub read_timeout: Dur,
+    /// Read buffer per upstream connection; response bodies stream through it.
+    pub buffer_size: Size,
     /// Keep-alive connection pool per server.
     pub keepalive: Keepalive,
     /// Active health checks (off unless this table is present).
@@ -470,6 +472,7 @@ impl Default for Upstream {
             connect_timeout: Dur::secs(5),
             send_timeout: Dur::secs(60),
             read_timeout: Dur::secs(60),
+            buffer_size: Size(16 << 10),
             keepalive: Keepalive::default(),
             health_check: None,
             passive_health: PassiveHealth::default(),

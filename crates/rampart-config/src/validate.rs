@@ -458,6 +458,16 @@ fn check_upstream(name: &str, u: &Upstream, push: &mut Push<'_>) {
             push(up(&[key]), format!("{key} must be above 0"), None);
         }
     }
+    if !(8 << 10..=1 << 20).contains(&u.buffer_size.0) {
+        push(
+            up(&["buffer_size"]),
+            format!(
+                "buffer_size must be between 8KiB and 1MiB (got {} bytes)",
+                u.buffer_size.0
+            ),
+            None,
+        );
+    }
     if let Some(h) = &u.health_check {
         if parse_status_ranges(&h.expect_status).is_none() {
             push(

@@ -126,6 +126,9 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Requests per connection (0 = no limit).
     pub max_requests: u64,
+    /// Read buffer per connection (nginx's `proxy_buffer_size`): bodies stream through
+    /// it, so it bounds the memory a busy connection holds.
+    pub buffer_size: usize,
 }
 
 /// Sticky-session mode.

@@ -569,3 +569,45 @@ fn without_fail_on_5xx_a_server_answering_500_stays_in() {
         Some(1)
     );
 }
+
+/// `buffer_size` bounds the upstream response head (nginx: "upstream sent too big
+/// header" → 502); a larger buffer lets the same response through, and the server still
+/// answers normal requests on the next connection.
+#[test]
+fn upstream_buffer_size_bounds_the_response_head() {
+    let a = Upstream::start("a");
+    let small = format!("[upstream.app]\nservers = [{}]", servers(&[&a]));
+    let r = Rampart::with_config(&config(&small, ""));
+    let resp = get(r.port, "/bigheader/20000", &[]);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    let ok = get(r.port, "/bigheader/1000", &[]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("x-big").map(str::len), Some(1000));
+    drop(r);
+
+    let big = format!(
+        "[upstream.app]\nservers = [{}]\nbuffer_size = \"64KiB\"",
+        servers(&[&a])
+    );
+    let r = Rampart::with_config(&config(&big, ""));
+    let resp = get(r.port, "/bigheader/20000", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-big").map(str::len), Some(20000));
+    assert_eq!(resp.text(), "a big header");
+}
+
+#[test]
+fn upstream_buffer_size_out_of_range_is_a_config_error() {
+    let dir = TempDir::new("bufsize");
+    let cfg = dir.write(
+        "rampart.toml",
+        "[upstream.app]\nservers = [\"127.0.0.1:1\"]\nbuffer_size = \"1KiB\"\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\n\n[[server.route]]\nprefix = \"/\"\nproxy = \"app\"\n",
+    );
+    let out = rampart(&["check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("buffer_size must be between 8KiB and 1MiB"),
+        "{err}"
+    );
+}

@@ -1111,6 +1111,7 @@ mod tests {
                     max_idle: 1,
                     idle_timeout: Duration::from_secs(1),
                     max_requests: 0,
+                    buffer_size: 16 << 10,
                 },
                 health: None,
                 breaker: rampart_upstream::BreakerSettings {

@@ -379,6 +379,13 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<BoxBo
             .body(full(s))
             .unwrap();
     }
+    if let Some(n) = path.strip_prefix("/bigheader/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return resp
+            .header("x-big", "b".repeat(n))
+            .body(full(format!("{name} big header")))
+            .unwrap();
+    }
     if let Some(c) = path.strip_prefix("/setcookie/") {
         return resp
             .header("set-cookie", format!("{c}; Path=/"))
