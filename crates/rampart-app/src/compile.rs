@@ -149,7 +149,21 @@ fn compile_route(
     used: &mut Used,
     wafs: &mut HashMap<String, Arc<crate::waf::WafPolicy>>,
 ) -> Result<Route, CompileError> {
-    let (path, label) = if let Some(e) = &r.exact {
+    let (path, label) = if r.forward_proxy.is_some() {
+        // Not matched by path; the label names it in logs, metrics and rate-limit keys.
+        let label = if r.match_headers.is_empty() {
+            "CONNECT".to_string()
+        } else {
+            format!("CONNECT {:?}", r.match_headers)
+        };
+        (
+            PathMatch::Prefix {
+                prefix: "/".into(),
+                priority: false,
+            },
+            label,
+        )
+    } else if let Some(e) = &r.exact {
         (PathMatch::Exact(e.clone()), format!("= {e}"))
     } else if let Some(re) = &r.regex {
         let compiled = regex::RegexBuilder::new(re)
@@ -192,7 +206,14 @@ fn compile_route(
         None if is_proxy => None,
         None => compress_settings(&Default::default()),
     };
-    let handler = if let Some(ret) = &r.ret {
+    let handler = if let Some(f) = &r.forward_proxy {
+        Handler::Forward(crate::handlers::forward::ForwardSettings {
+            ports: f.allow_ports.clone(),
+            hosts: crate::handlers::forward::HostRules::new(&f.allow_hosts),
+            connect_timeout: f.connect_timeout.0,
+            idle_timeout: f.idle_timeout.0,
+        })
+    } else if let Some(ret) = &r.ret {
         Handler::Return(ReturnSpec::new(ret).map_err(err)?)
     } else if r.builtin.is_some() {
         Handler::Welcome

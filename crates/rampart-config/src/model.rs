@@ -263,6 +263,9 @@ pub struct Route {
     /// Reverse proxy with traffic split over upstream groups by weight (canary, blue/green).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<SplitTarget>,
+    /// Forward proxy: `CONNECT host:port` tunnels to the allowed hosts and ports. Such a route
+    /// takes CONNECT requests only (and CONNECT goes nowhere else).
+    pub forward_proxy: Option<ForwardProxy>,
 
     /// Proxy: replaces the matched `prefix` in the path sent upstream (`"/"` strips it), like
     /// nginx's `proxy_pass http://app/new/`.
@@ -334,6 +337,34 @@ pub struct Return {
     pub body: Option<String>,
     /// Content type of `body`.
     pub content_type: Option<String>,
+}
+
+/// The forward-proxy handler: which `CONNECT` targets are allowed and the tunnel's timeouts.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardProxy {
+    /// Ports a tunnel may reach. Only HTTPS by default, as Squid's `SSL_ports`: a tunnel to
+    /// 25 or 22 is how open proxies get abused.
+    pub allow_ports: Vec<u16>,
+    /// Target hosts: `"example.com"`, `"*.example.com"` (any depth of subdomain), `"*"` (any),
+    /// IP addresses or CIDRs (`"10.0.0.0/8"`, also matched against the addresses a name
+    /// resolves to). Required: an open forward proxy must be asked for explicitly.
+    pub allow_hosts: Vec<String>,
+    /// Time to resolve the target and open the connection; then 504.
+    pub connect_timeout: Dur,
+    /// The tunnel closes after this long with no bytes either way.
+    pub idle_timeout: Dur,
+}
+
+impl Default for ForwardProxy {
+    fn default() -> Self {
+        ForwardProxy {
+            allow_ports: vec![443],
+            allow_hosts: Vec::new(),
+            connect_timeout: Dur::secs(10),
+            idle_timeout: Dur::secs(600),
+        }
+    }
 }
 
 /// Built-in handlers.

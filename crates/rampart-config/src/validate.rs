@@ -868,6 +868,7 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         ("builtin", r.builtin.is_some()),
         ("proxy", r.proxy.is_some()),
         ("split", !r.split.is_empty()),
+        ("forward_proxy", r.forward_proxy.is_some()),
     ]
     .iter()
     .filter(|(_, b)| *b)
@@ -876,7 +877,7 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
     match handlers.len() {
         0 => push(
             rp(&[]),
-            "a route needs a handler: `root`, `alias`, `return`, `builtin`, `proxy` or `split`"
+            "a route needs a handler: `root`, `alias`, `return`, `builtin`, `proxy`, `split` or `forward_proxy`"
                 .into(),
             None,
         ),
@@ -889,6 +890,9 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
             ),
             None,
         ),
+    }
+    if let Some(f) = &r.forward_proxy {
+        check_forward_proxy(r, f, rp, push);
     }
     for (key, dir) in [("root", &r.root), ("alias", &r.alias)] {
         if let Some(d) = dir {
@@ -969,6 +973,78 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
             "try_files needs `root` or `alias`".into(),
             None,
         );
+    }
+}
+
+/// A forward-proxy route takes every CONNECT of its server, whatever the path: path and method
+/// matchers would only mislead.
+fn check_forward_proxy(
+    r: &Route,
+    f: &crate::model::ForwardProxy,
+    rp: &dyn Fn(&[&str]) -> Vec<PathSeg>,
+    push: &mut Push<'_>,
+) {
+    for (key, set) in [
+        ("prefix", r.prefix.is_some()),
+        ("exact", r.exact.is_some()),
+        ("regex", r.regex.is_some()),
+        ("prefix_priority", r.prefix_priority),
+        ("methods", !r.methods.is_empty()),
+    ] {
+        if set {
+            push(
+                rp(&[key]),
+                format!("a `forward_proxy` route takes CONNECT requests only: `{key}` does not apply (use `match_headers` to narrow it)"),
+                None,
+            );
+        }
+    }
+    if f.allow_ports.is_empty() {
+        push(
+            rp(&["forward_proxy", "allow_ports"]),
+            "allow_ports is empty: every CONNECT would be refused".into(),
+            None,
+        );
+    }
+    if f.allow_ports.contains(&0) {
+        push(
+            rp(&["forward_proxy", "allow_ports"]),
+            "port 0 cannot be connected to".into(),
+            None,
+        );
+    }
+    if f.allow_hosts.is_empty() {
+        push(
+            rp(&["forward_proxy", "allow_hosts"]),
+            "allow_hosts is required: `[\"*\"]` allows any host, or list names, `*.domain`, addresses and CIDRs".into(),
+            None,
+        );
+    }
+    for (i, h) in f.allow_hosts.iter().enumerate() {
+        let ok = h == "*"
+            || parse_cidr(h).is_some()
+            || (h != "_" && !h.contains('/') && valid_server_name(h));
+        if !ok {
+            let mut p = rp(&["forward_proxy", "allow_hosts"]);
+            p.push(PathSeg::Index(i));
+            push(
+                p,
+                format!("{h:?} is not a host name, `*.domain`, `*`, address or CIDR"),
+                None,
+            );
+        }
+    }
+    for (key, d) in [
+        ("connect_timeout", f.connect_timeout),
+        ("idle_timeout", f.idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            push(
+                rp(&["forward_proxy", key]),
+                format!("{key} must be more than 0"),
+                None,
+            );
+        }
     }
 }
 

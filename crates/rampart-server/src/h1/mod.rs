@@ -261,9 +261,15 @@ impl<S: HttpService> Conn<S> {
         self.writer.expect.store(EXPECT_NONE, Ordering::Release);
 
         let (parts, body) = resp.into_parts();
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade_tx.is_some();
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS && !switching {
+        let switches =
+            parts.status == StatusCode::SWITCHING_PROTOCOLS || req_info.tunnels(parts.status);
+        let switching = switches && upgrade_tx.is_some();
+        if switches && !switching {
             keep_alive = false; // a 101 nobody can take over: nothing sensible follows
+        }
+        if req_info.connect && !switching {
+            // A refused CONNECT: the client may already have sent tunnel bytes after its head.
+            keep_alive = false;
         }
         if *self.drain.borrow() {
             keep_alive = false;
