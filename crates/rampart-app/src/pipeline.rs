@@ -49,7 +49,7 @@ pub async fn handle(
     let on_upgrade = ((req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE))
         || (connect && req.version() < Version::HTTP_2))
-    .then(|| rampart_server::upgrade::on(&mut req));
+        .then(|| rampart_server::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut x = Exchange::new(
         conn,
@@ -252,7 +252,14 @@ async fn tunnel(
             return finish_held(snap, Some(site), Some(route), x, r, held);
         }
     };
-    let (resp, mut log) = stamp(snap, Some(site), Some(route), x, Response::new(Body::Empty), held);
+    let (resp, mut log) = stamp(
+        snap,
+        Some(site),
+        Some(route),
+        x,
+        Response::new(Body::Empty),
+        held,
+    );
     let idle = f.idle_timeout;
     tokio::spawn(async move {
         match client.await {
@@ -349,7 +356,8 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
             return Err(StatusCode::METHOD_NOT_ALLOWED);
         }
         // Authority form only (`host:port`), and no body: what follows the head is the tunnel.
-        let target = crate::handlers::forward::Target::from_uri(uri).ok_or(StatusCode::BAD_REQUEST)?;
+        let target =
+            crate::handlers::forward::Target::from_uri(uri).ok_or(StatusCode::BAD_REQUEST)?;
         let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
             || parts
                 .headers

@@ -147,8 +147,14 @@ fn bytes_go_both_ways_exactly_and_client_close_ends_the_tunnel() {
     let r = Rampart::with_config(&config(&forward(&[echo.port])));
     let (status, head, mut conn) = connect(r.port, &format!("127.0.0.1:{}", echo.port));
     assert_eq!(status, 200, "{head}");
-    assert!(!head.to_ascii_lowercase().contains("content-length"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
 
     // 1 MiB each way, every byte value, written while it is read back.
     let data: Vec<u8> = (0..(1u32 << 20))

@@ -290,8 +290,14 @@ mod tests {
         );
         let t = String::from_utf8_lossy(&out);
         assert_eq!(f, Framing::None);
-        assert!(t.starts_with("HTTP/1.1 200 Connection Established\r\n"), "{t}");
-        assert!(!t.contains("content-length") && !t.contains("connection"), "{t}");
+        assert!(
+            t.starts_with("HTTP/1.1 200 Connection Established\r\n"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("content-length") && !t.contains("connection"),
+            "{t}"
+        );
         // A refusal is an ordinary response with a body.
         let mut out = Vec::new();
         let f = head(

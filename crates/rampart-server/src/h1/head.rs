@@ -393,7 +393,10 @@ mod tests {
     fn connect_may_tunnel_without_a_body() {
         let h = head(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
         assert!(h.upgrade);
-        assert_eq!(h.req.uri().authority().map(|a| a.as_str()), Some("example.com:443"));
+        assert_eq!(
+            h.req.uri().authority().map(|a| a.as_str()),
+            Some("example.com:443")
+        );
         assert_eq!(h.req.uri().port_u16(), Some(443));
         let h = head(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
         assert!(!h.upgrade);
