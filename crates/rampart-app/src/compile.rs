@@ -301,6 +301,7 @@ pub fn start_upstream(u: &Arc<rampart_upstream::Upstream>) {
 fn upstream_settings(
     name: &str,
     u: &rampart_config::Upstream,
+    global_resolver: Option<&rampart_config::Resolver>,
 ) -> Result<rampart_upstream::UpstreamSettings, CompileError> {
     use rampart_upstream as up;
     let mut peers = Vec::new();
@@ -392,10 +393,33 @@ fn upstream_settings(
         slow_start: u.slow_start.0,
         sticky,
         dns_refresh: u.dns_refresh.0,
+        resolver: match u.resolver.as_ref().or(global_resolver) {
+            Some(r) => Some(resolver_settings(r)?),
+            None => None,
+        },
         proxy_protocol: u.send_proxy_protocol.map(|v| match v {
             rampart_config::ProxyProtocolVersion::V1 => up::ProxyProtocol::V1,
             rampart_config::ProxyProtocolVersion::V2 => up::ProxyProtocol::V2,
         }),
+    })
+}
+
+fn resolver_settings(
+    r: &rampart_config::Resolver,
+) -> Result<rampart_upstream::ResolverSettings, CompileError> {
+    let servers = r
+        .servers
+        .iter()
+        .map(|s| {
+            rampart_config::parse_dns_server(s).ok_or_else(|| err(format!("bad DNS server {s:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rampart_upstream::ResolverSettings {
+        servers,
+        valid: r.valid.map(|d| d.0),
+        min_ttl: r.min_ttl.0,
+        max_ttl: r.max_ttl.0,
+        timeout: r.timeout.0,
     })
 }
 
@@ -473,7 +497,7 @@ fn named_group(
         .upstreams
         .get(name)
         .ok_or_else(|| err(format!("no upstream {name}")))?;
-    let mut settings = upstream_settings(name, u)?;
+    let mut settings = upstream_settings(name, u, cfg.global.resolver.as_ref())?;
     let mut key = name.to_string();
     if let Some(d) = r.proxy_connect_timeout {
         settings.connect_timeout = d.0;
@@ -513,7 +537,8 @@ fn proxy_settings(
                     .unwrap_or(rampart_config::Dur::secs(60)),
                 ..Default::default()
             };
-            let settings = upstream_settings(&format!("http://{addr}"), &u)?;
+            let settings =
+                upstream_settings(&format!("http://{addr}"), &u, cfg.global.resolver.as_ref())?;
             let key = format!(
                 "url|{addr}|{:?}|{:?}",
                 settings.connect_timeout, settings.send_timeout

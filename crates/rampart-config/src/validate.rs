@@ -95,6 +95,9 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
             push(vec![k("admin"), k("listen")], e, None);
         }
     }
+    if let Some(r) = &cfg.global.resolver {
+        check_resolver(r, &[k("global"), k("resolver")], &mut push);
+    }
     if cfg.global.workers > 1024 {
         push(
             vec![k("global"), k("workers")],
@@ -263,6 +266,56 @@ pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((ip, len))
+}
+
+/// Parses a DNS server address: `"10.0.0.2"` (port 53), `"127.0.0.1:5353"`, `"[::1]:53"`.
+pub fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    let t = text.trim();
+    t.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| t.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+fn check_resolver(r: &crate::model::Resolver, base: &[PathSeg], push: &mut Push<'_>) {
+    let at = |key: &str| {
+        let mut p = base.to_vec();
+        p.push(k(key));
+        p
+    };
+    if r.servers.is_empty() {
+        push(
+            at("servers"),
+            "a resolver needs `servers`, e.g. [\"127.0.0.1:53\"]".into(),
+            None,
+        );
+    }
+    for (i, s) in r.servers.iter().enumerate() {
+        if parse_dns_server(s).is_none() {
+            let mut p = at("servers");
+            p.push(PathSeg::Index(i));
+            push(
+                p,
+                format!("{s:?} is not an IP address with an optional port (host names cannot resolve themselves)"),
+                None,
+            );
+        }
+    }
+    if r.min_ttl.0.is_zero() {
+        push(
+            at("min_ttl"),
+            "min_ttl must be more than 0 (a TTL of 0 would query without pause)".into(),
+            None,
+        );
+    }
+    if r.max_ttl.0 < r.min_ttl.0 {
+        push(at("max_ttl"), "max_ttl is less than min_ttl".into(), None);
+    }
+    if r.timeout.0.is_zero() {
+        push(at("timeout"), "timeout must be more than 0".into(), None);
+    }
+    if r.valid.is_some_and(|v| v.0.is_zero()) {
+        push(at("valid"), "valid must be more than 0".into(), None);
+    }
 }
 
 /// What an upstream server address names.
@@ -518,6 +571,9 @@ fn check_upstream(name: &str, u: &Upstream, push: &mut Push<'_>) {
             "budget_percent is 0-100".into(),
             None,
         );
+    }
+    if let Some(r) = &u.resolver {
+        check_resolver(r, &up(&["resolver"]), push);
     }
     if let Some(s) = &u.sticky {
         match (&s.cookie, &s.learn) {
