@@ -252,3 +252,25 @@ fn access_rules_run_before_the_tunnel() {
     assert_eq!(status, 403);
     assert_eq!(echo.accepted.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_tunnel_counts_against_the_connection_limits() {
+    let echo = Echo::start();
+    let cfg = format!(
+        "[limits]\nmax_connections_per_ip = 1\n{}",
+        config(&forward(&[echo.port]))
+    );
+    let r = Rampart::with_config(&cfg);
+    let (status, _, conn) = connect(r.port, &format!("127.0.0.1:{}", echo.port));
+    assert_eq!(status, 200);
+    // The tunnel still holds this address's one connection: another one is turned away.
+    let refused = raw_until_close(r.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(
+        refused.starts_with(b"HTTP/1.1 429"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+    // Closing the tunnel frees it.
+    drop(conn);
+    assert!(wait_until(|| get(r.port, "/", &[]).status == 200));
+}
