@@ -2,12 +2,16 @@
 # Runs Rampart's whole test suite on a fresh Debian 12 machine (as root, or with sudo).
 # Installs what the tests drive: curl (HTTP/1.1 and HTTP/2 client), wrk and h2load (load during
 # reload tests), python3 (the WAF corpus runner), a C++ compiler (libFuzzer, for the brief
-# fuzz run at the end; cargo-fuzz itself is installed from crates.io by scripts/fuzz.sh).
+# fuzz run at the end; cargo-fuzz itself is installed from crates.io by scripts/fuzz.sh), and
+# dnsmasq (a real DNS server for the upstream re-resolution test; `dnsmasq-base` is the binary
+# without the system service, so nothing starts listening on port 53).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for c in curl wrk h2load python3 c++; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
+for c in curl wrk h2load python3 c++ dnsmasq; do
+  command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || need+=("$c")
+done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   pkgs=()
@@ -15,6 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
     case "$c" in
       h2load) pkgs+=(nghttp2-client) ;;
       c++) pkgs+=(g++) ;;
+      dnsmasq) pkgs+=(dnsmasq-base) ;;
       *) pkgs+=("$c") ;;
     esac
   done

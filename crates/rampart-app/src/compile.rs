@@ -149,7 +149,21 @@ fn compile_route(
     used: &mut Used,
     wafs: &mut HashMap<String, Arc<crate::waf::WafPolicy>>,
 ) -> Result<Route, CompileError> {
-    let (path, label) = if let Some(e) = &r.exact {
+    let (path, label) = if r.forward_proxy.is_some() {
+        // Not matched by path; the label names it in logs, metrics and rate-limit keys.
+        let label = if r.match_headers.is_empty() {
+            "CONNECT".to_string()
+        } else {
+            format!("CONNECT {:?}", r.match_headers)
+        };
+        (
+            PathMatch::Prefix {
+                prefix: "/".into(),
+                priority: false,
+            },
+            label,
+        )
+    } else if let Some(e) = &r.exact {
         (PathMatch::Exact(e.clone()), format!("= {e}"))
     } else if let Some(re) = &r.regex {
         let compiled = regex::RegexBuilder::new(re)
@@ -192,7 +206,14 @@ fn compile_route(
         None if is_proxy => None,
         None => compress_settings(&Default::default()),
     };
-    let handler = if let Some(ret) = &r.ret {
+    let handler = if let Some(f) = &r.forward_proxy {
+        Handler::Forward(crate::handlers::forward::ForwardSettings {
+            ports: f.allow_ports.clone(),
+            hosts: crate::handlers::forward::HostRules::new(&f.allow_hosts),
+            connect_timeout: f.connect_timeout.0,
+            idle_timeout: f.idle_timeout.0,
+        })
+    } else if let Some(ret) = &r.ret {
         Handler::Return(ReturnSpec::new(ret).map_err(err)?)
     } else if r.builtin.is_some() {
         Handler::Welcome
@@ -280,6 +301,7 @@ pub fn start_upstream(u: &Arc<rampart_upstream::Upstream>) {
 fn upstream_settings(
     name: &str,
     u: &rampart_config::Upstream,
+    global_resolver: Option<&rampart_config::Resolver>,
 ) -> Result<rampart_upstream::UpstreamSettings, CompileError> {
     use rampart_upstream as up;
     let mut peers = Vec::new();
@@ -372,10 +394,33 @@ fn upstream_settings(
         slow_start: u.slow_start.0,
         sticky,
         dns_refresh: u.dns_refresh.0,
+        resolver: match u.resolver.as_ref().or(global_resolver) {
+            Some(r) => Some(resolver_settings(r)?),
+            None => None,
+        },
         proxy_protocol: u.send_proxy_protocol.map(|v| match v {
             rampart_config::ProxyProtocolVersion::V1 => up::ProxyProtocol::V1,
             rampart_config::ProxyProtocolVersion::V2 => up::ProxyProtocol::V2,
         }),
+    })
+}
+
+fn resolver_settings(
+    r: &rampart_config::Resolver,
+) -> Result<rampart_upstream::ResolverSettings, CompileError> {
+    let servers = r
+        .servers
+        .iter()
+        .map(|s| {
+            rampart_config::parse_dns_server(s).ok_or_else(|| err(format!("bad DNS server {s:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rampart_upstream::ResolverSettings {
+        servers,
+        valid: r.valid.map(|d| d.0),
+        min_ttl: r.min_ttl.0,
+        max_ttl: r.max_ttl.0,
+        timeout: r.timeout.0,
     })
 }
 
@@ -453,7 +498,7 @@ fn named_group(
         .upstreams
         .get(name)
         .ok_or_else(|| err(format!("no upstream {name}")))?;
-    let mut settings = upstream_settings(name, u)?;
+    let mut settings = upstream_settings(name, u, cfg.global.resolver.as_ref())?;
     let mut key = name.to_string();
     if let Some(d) = r.proxy_connect_timeout {
         settings.connect_timeout = d.0;
@@ -493,7 +538,8 @@ fn proxy_settings(
                     .unwrap_or(rampart_config::Dur::secs(60)),
                 ..Default::default()
             };
-            let settings = upstream_settings(&format!("http://{addr}"), &u)?;
+            let settings =
+                upstream_settings(&format!("http://{addr}"), &u, cfg.global.resolver.as_ref())?;
             let key = format!(
                 "url|{addr}|{:?}|{:?}",
                 settings.connect_timeout, settings.send_timeout

@@ -29,6 +29,8 @@ pub struct Exchange {
     pub referer: Option<HeaderValue>,
     /// User agent, for the access log.
     pub user_agent: Option<HeaderValue>,
+    /// Bytes the client sent through a CONNECT tunnel (logged as `bytes_received`).
+    pub tunnel_received: Option<u64>,
 }
 
 impl Exchange {
@@ -52,6 +54,7 @@ impl Exchange {
             started: Instant::now(),
             referer: referer.cloned(),
             user_agent: user_agent.cloned(),
+            tunnel_received: None,
         }
     }
 }

@@ -158,7 +158,7 @@ fn json(out: &mut String, x: &Exchange, at: (&str, &str), status: u16, bytes: u6
         v.as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "time": time,
         "remote_addr": x.conn.peer.ip().to_string(),
         "method": x.method.as_str(),
@@ -174,6 +174,9 @@ fn json(out: &mut String, x: &Exchange, at: (&str, &str), status: u16, bytes: u6
         "user_agent": s(&x.user_agent),
         "request_id": String::from_utf8_lossy(x.request_id.as_bytes()),
     });
+    if let (Some(n), Some(o)) = (x.tunnel_received, v.as_object_mut()) {
+        o.insert("bytes_received".into(), n.into());
+    }
     out.push_str(&v.to_string());
 }
 

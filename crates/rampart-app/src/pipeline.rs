@@ -43,10 +43,13 @@ pub async fn handle(
     conn: &ConnInfo,
     mut req: Request<RequestBody>,
 ) -> Response<Body> {
-    // The client side of a protocol switch (WebSocket), taken before the head is split up.
-    let on_upgrade = (req.version() == Version::HTTP_11
+    // The client side of a protocol switch (WebSocket, or a CONNECT tunnel over HTTP/1), taken
+    // before the head is split up.
+    let connect = req.method() == Method::CONNECT;
+    let on_upgrade = ((req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE))
-    .then(|| rampart_server::upgrade::on(&mut req));
+        || (connect && req.version() < Version::HTTP_2))
+        .then(|| rampart_server::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut x = Exchange::new(
         conn,
@@ -67,19 +70,29 @@ pub async fn handle(
         return finish(snap, site.as_ref(), None, x, resp);
     }
 
-    // 2. route
-    let Some(site) = snap.hosts.select(conn.local, &x.host).cloned() else {
+    // 2. route. A CONNECT's Host names its target, not this server: it goes to the listen
+    // address's default server, and only to a forward-proxy route.
+    let by_host = if connect { "" } else { x.host.as_str() };
+    let Some(site) = snap.hosts.select(conn.local, by_host).cloned() else {
         // A connection on a listener a reload removed: nothing serves it any more.
         let mut resp = default_error(StatusCode::MISDIRECTED_REQUEST);
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return finish(snap, None, None, x, resp);
     };
-    let Some(route) = site
-        .routes
-        .select(&x.path, &parts.method, &parts.headers)
-        .cloned()
-    else {
+    let selected = if connect {
+        site.routes.select_connect(&parts.method, &parts.headers)
+    } else {
+        site.routes.select(&x.path, &parts.method, &parts.headers)
+    };
+    let Some(route) = selected.cloned() else {
+        if connect {
+            // No forward-proxy route: Rampart is not an open proxy.
+            let mut resp = default_error(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return finish(snap, Some(&site), None, x, resp);
+        }
         let resp = error_response(&site, None, StatusCode::NOT_FOUND, &parts, &x).await;
         return finish(snap, Some(&site), None, x, resp);
     };
@@ -152,8 +165,12 @@ pub async fn handle(
         return finish_held(snap, Some(&site), Some(&route), x, r, held);
     }
 
-    // 4. content. Proxied: the body streams upstream; the upstream's own error pages pass
-    // through (nginx's proxy_intercept_errors off), ours (502/503/504) get the error pages.
+    // 4. content. A CONNECT tunnel answers (and logs) on its own.
+    if let Handler::Forward(f) = &route.handler {
+        return tunnel(snap, &site, &route, f, &parts, x, held, on_upgrade).await;
+    }
+    // Proxied: the body streams upstream; the upstream's own error pages pass through (nginx's
+    // proxy_intercept_errors off), ours (502/503/504) get the error pages.
     let resp = if let Handler::Proxy(p) = &route.handler {
         let input = match (inspected, body) {
             (Some(b), _) => proxy::BodyIn::Buffered(b),
@@ -204,6 +221,60 @@ pub async fn handle(
     let resp = filter(&site, &route, &parts, resp);
     // 7. log (in finish; WAF phase 5 and its audit log too)
     finish_held(snap, Some(&site), Some(&route), x, resp, held)
+}
+
+/// A CONNECT on a forward-proxy route: connect to the target (or refuse), answer 200, and
+/// copy bytes once the server hands the connection over. The access log line is written when
+/// the tunnel ends, with the bytes each way.
+#[allow(clippy::too_many_arguments)]
+async fn tunnel(
+    snap: &Snapshot,
+    site: &Arc<Site>,
+    route: &Arc<Route>,
+    f: &crate::handlers::forward::ForwardSettings,
+    parts: &Parts,
+    x: Exchange,
+    held: Held,
+    on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    use crate::handlers::forward;
+    let (Some(target), Some(client)) = (forward::Target::from_uri(&parts.uri), on_upgrade) else {
+        let r = error_response(site, Some(route), StatusCode::BAD_REQUEST, parts, &x).await;
+        return finish_held(snap, Some(site), Some(route), x, r, held);
+    };
+    let stream = match forward::open(f, &target).await {
+        Ok(s) => s,
+        Err(refused) => {
+            tracing::info!(client = %x.conn.peer.ip(), target = %x.path, reason = %refused.reason, "CONNECT refused");
+            let mut r = error_response(site, Some(route), refused.status, parts, &x).await;
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return finish_held(snap, Some(site), Some(route), x, r, held);
+        }
+    };
+    let (resp, mut log) = stamp(
+        snap,
+        Some(site),
+        Some(route),
+        x,
+        Response::new(Body::Empty),
+        held,
+    );
+    let idle = f.idle_timeout;
+    tokio::spawn(async move {
+        match client.await {
+            Ok(c) => {
+                let carried = forward::tunnel(c, stream, idle).await;
+                log.x.tunnel_received = Some(carried.up);
+                log.write(carried.down);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "CONNECT: the client left before the tunnel");
+                log.write(0);
+            }
+        }
+    });
+    resp
 }
 
 /// Protocol checks every request passes before routing.
@@ -280,7 +351,23 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
         return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     if parts.method == Method::CONNECT {
-        return Err(StatusCode::METHOD_NOT_ALLOWED);
+        // HTTP/2 CONNECT (RFC 9113 §8.5) is not served: tunnels are HTTP/1's here.
+        if parts.version >= Version::HTTP_2 {
+            return Err(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        // Authority form only (`host:port`), and no body: what follows the head is the tunnel.
+        let target =
+            crate::handlers::forward::Target::from_uri(uri).ok_or(StatusCode::BAD_REQUEST)?;
+        let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+            || parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if has_body {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        x.path = format!("{}:{}", target.host, target.port);
+        return Ok(());
     }
     let path = uri.path();
     if !path.starts_with('/') {
@@ -500,8 +587,8 @@ async fn content(
         }),
         Handler::Return(r) => Ok(r.respond(x)),
         Handler::Welcome => Ok(welcome::respond()),
-        // Proxied in `handle` (it needs the body); as an error page target it has no answer.
-        Handler::Proxy(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, None)),
+        // Proxied and tunnelled in `handle`; as an error page target they have no answer.
+        Handler::Proxy(_) | Handler::Forward(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, None)),
     }
 }
 
@@ -643,23 +730,10 @@ fn finish_held(
     site: Option<&Arc<Site>>,
     route: Option<&Arc<Route>>,
     x: Exchange,
-    mut resp: Response<Body>,
+    resp: Response<Body>,
     held: Held,
 ) -> Response<Body> {
-    let h = resp.headers_mut();
-    if let Some(s) = &snap.server_header {
-        h.insert(header::SERVER, s.clone());
-    }
-    h.insert(reqid::HEADER_NAME, x.request_id.clone());
-    let status = resp.status().as_u16();
-    let log = LogAt {
-        site: site.cloned(),
-        route: route.cloned(),
-        unrouted: snap.unrouted.clone(),
-        x,
-        status,
-        held,
-    };
+    let (resp, log) = stamp(snap, site, route, x, resp, held);
     match resp.body() {
         Body::Stream(_) => resp.map(|b| {
             Body::stream(LoggedBody {
@@ -680,6 +754,33 @@ fn finish_held(
             resp
         }
     }
+}
+
+/// Adds the headers every response carries; returns what its log line needs, to be written
+/// when the response (or the tunnel) is done.
+fn stamp(
+    snap: &Snapshot,
+    site: Option<&Arc<Site>>,
+    route: Option<&Arc<Route>>,
+    x: Exchange,
+    mut resp: Response<Body>,
+    held: Held,
+) -> (Response<Body>, LogAt) {
+    let h = resp.headers_mut();
+    if let Some(s) = &snap.server_header {
+        h.insert(header::SERVER, s.clone());
+    }
+    h.insert(reqid::HEADER_NAME, x.request_id.clone());
+    let status = resp.status().as_u16();
+    let log = LogAt {
+        site: site.cloned(),
+        route: route.cloned(),
+        unrouted: snap.unrouted.clone(),
+        x,
+        status,
+        held,
+    };
+    (resp, log)
 }
 
 /// Everything needed to log a request once its body is done.

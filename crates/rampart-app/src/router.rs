@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
 
-use crate::snapshot::{Route, Site};
+use crate::snapshot::{Handler, Route, Site};
 
 /// How a route matches the path.
 #[derive(Debug)]
@@ -67,6 +67,9 @@ impl RouteTable {
     pub fn new(routes: Vec<Arc<Route>>) -> Self {
         let mut t = RouteTable::default();
         for (i, r) in routes.iter().enumerate() {
+            if matches!(r.handler, Handler::Forward(_)) {
+                continue; // reached by CONNECT only (`select_connect`), never by path
+            }
             match &r.path {
                 PathMatch::Exact(p) => t.exact.entry(p.clone()).or_default().push(i),
                 PathMatch::Prefix { .. } => t.prefixes.push(i),
@@ -114,6 +117,18 @@ impl RouteTable {
             }
         }
         longest.map(|&i| &self.routes[i])
+    }
+
+    /// The route for a CONNECT: the first forward-proxy route whose conditions hold. CONNECT
+    /// names a target, not a path here, so no other route can answer it.
+    pub fn select_connect(
+        &self,
+        method: &Method,
+        headers: &http::HeaderMap,
+    ) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| matches!(r.handler, Handler::Forward(_)) && r.cond.accept(method, headers))
     }
 
     /// All routes in file order.

@@ -104,6 +104,8 @@ pub enum Handler {
     Welcome,
     /// Reverse proxy to upstream servers.
     Proxy(Box<crate::handlers::proxy::ProxySettings>),
+    /// Forward proxy: CONNECT tunnels.
+    Forward(crate::handlers::forward::ForwardSettings),
 }
 
 /// Compiled `headers.add` / `headers.append` / `headers.remove`.

@@ -47,6 +47,38 @@ pub struct Global {
     /// Peers (CIDRs) whose `X-Forwarded-*`/`Forwarded` headers are believed; from anyone else
     /// those headers are replaced, so a client cannot forge its address to the upstreams.
     pub trusted_proxies: Vec<String>,
+    /// DNS servers for upstream host names (every group without its own `resolver`); names
+    /// are then re-resolved on their TTL instead of every `dns_refresh`.
+    pub resolver: Option<Resolver>,
+}
+
+/// A DNS server asked directly for upstream host names (nginx's `resolver`), so that each
+/// answer's TTL says when to ask again (the system resolver does not tell).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resolver {
+    /// `"10.0.0.2"` (port 53) or `"127.0.0.1:5353"`, `"[fd00::2]:53"`; tried in order.
+    pub servers: Vec<String>,
+    /// Re-resolve this often whatever the TTL (nginx's `valid=`); unset = the TTL.
+    pub valid: Option<Dur>,
+    /// Shortest interval between two queries for a name (a TTL of 0 must not spin).
+    pub min_ttl: Dur,
+    /// Longest interval (a TTL of a day would hide a move for a day).
+    pub max_ttl: Dur,
+    /// Time for one query attempt (two attempts per server).
+    pub timeout: Dur,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            servers: Vec::new(),
+            valid: None,
+            min_ttl: Dur::secs(1),
+            max_ttl: Dur::secs(3600),
+            timeout: Dur::secs(5),
+        }
+    }
 }
 
 impl Default for Global {
@@ -59,6 +91,7 @@ impl Default for Global {
             pid_file: None,
             drain_timeout: Dur::secs(30),
             trusted_proxies: Vec::new(),
+            resolver: None,
         }
     }
 }
@@ -263,6 +296,9 @@ pub struct Route {
     /// Reverse proxy with traffic split over upstream groups by weight (canary, blue/green).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<SplitTarget>,
+    /// Forward proxy: `CONNECT host:port` tunnels to the allowed hosts and ports. Such a route
+    /// takes CONNECT requests only (and CONNECT goes nowhere else).
+    pub forward_proxy: Option<ForwardProxy>,
 
     /// Proxy: replaces the matched `prefix` in the path sent upstream (`"/"` strips it), like
     /// nginx's `proxy_pass http://app/new/`.
@@ -334,6 +370,34 @@ pub struct Return {
     pub body: Option<String>,
     /// Content type of `body`.
     pub content_type: Option<String>,
+}
+
+/// The forward-proxy handler: which `CONNECT` targets are allowed and the tunnel's timeouts.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardProxy {
+    /// Ports a tunnel may reach. Only HTTPS by default, as Squid's `SSL_ports`: a tunnel to
+    /// 25 or 22 is how open proxies get abused.
+    pub allow_ports: Vec<u16>,
+    /// Target hosts: `"example.com"`, `"*.example.com"` (any depth of subdomain), `"*"` (any),
+    /// IP addresses or CIDRs (`"10.0.0.0/8"`, also matched against the addresses a name
+    /// resolves to). Required: an open forward proxy must be asked for explicitly.
+    pub allow_hosts: Vec<String>,
+    /// Time to resolve the target and open the connection; then 504.
+    pub connect_timeout: Dur,
+    /// The tunnel closes after this long with no bytes either way.
+    pub idle_timeout: Dur,
+}
+
+impl Default for ForwardProxy {
+    fn default() -> Self {
+        ForwardProxy {
+            allow_ports: vec![443],
+            allow_hosts: Vec::new(),
+            connect_timeout: Dur::secs(10),
+            idle_timeout: Dur::secs(600),
+        }
+    }
 }
 
 /// Built-in handlers.
@@ -447,8 +511,10 @@ pub struct Upstream {
     pub slow_start: Dur,
     /// Sticky sessions.
     pub sticky: Option<Sticky>,
-    /// How often host names of servers are resolved again.
+    /// How often host names of servers are resolved again (system resolver only).
     pub dns_refresh: Dur,
+    /// DNS servers for this group's host names (replaces `global.resolver`).
+    pub resolver: Option<Resolver>,
     /// Start every connection to the servers with a PROXY protocol header naming the client.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
@@ -483,6 +549,7 @@ impl Default for Upstream {
             slow_start: Dur::secs(0),
             sticky: None,
             dns_refresh: Dur::secs(30),
+            resolver: None,
             send_proxy_protocol: None,
         }
     }

@@ -95,6 +95,9 @@ pub fn validate(cfg: &Config) -> Vec<Violation> {
             push(vec![k("admin"), k("listen")], e, None);
         }
     }
+    if let Some(r) = &cfg.global.resolver {
+        check_resolver(r, &[k("global"), k("resolver")], &mut push);
+    }
     if cfg.global.workers > 1024 {
         push(
             vec![k("global"), k("workers")],
@@ -263,6 +266,56 @@ pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((ip, len))
+}
+
+/// Parses a DNS server address: `"10.0.0.2"` (port 53), `"127.0.0.1:5353"`, `"[::1]:53"`.
+pub fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    let t = text.trim();
+    t.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| t.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+fn check_resolver(r: &crate::model::Resolver, base: &[PathSeg], push: &mut Push<'_>) {
+    let at = |key: &str| {
+        let mut p = base.to_vec();
+        p.push(k(key));
+        p
+    };
+    if r.servers.is_empty() {
+        push(
+            at("servers"),
+            "a resolver needs `servers`, e.g. [\"127.0.0.1:53\"]".into(),
+            None,
+        );
+    }
+    for (i, s) in r.servers.iter().enumerate() {
+        if parse_dns_server(s).is_none() {
+            let mut p = at("servers");
+            p.push(PathSeg::Index(i));
+            push(
+                p,
+                format!("{s:?} is not an IP address with an optional port (host names cannot resolve themselves)"),
+                None,
+            );
+        }
+    }
+    if r.min_ttl.0.is_zero() {
+        push(
+            at("min_ttl"),
+            "min_ttl must be more than 0 (a TTL of 0 would query without pause)".into(),
+            None,
+        );
+    }
+    if r.max_ttl.0 < r.min_ttl.0 {
+        push(at("max_ttl"), "max_ttl is less than min_ttl".into(), None);
+    }
+    if r.timeout.0.is_zero() {
+        push(at("timeout"), "timeout must be more than 0".into(), None);
+    }
+    if r.valid.is_some_and(|v| v.0.is_zero()) {
+        push(at("valid"), "valid must be more than 0".into(), None);
+    }
 }
 
 /// What an upstream server address names.
@@ -528,6 +581,9 @@ fn check_upstream(name: &str, u: &Upstream, push: &mut Push<'_>) {
             "budget_percent is 0-100".into(),
             None,
         );
+    }
+    if let Some(r) = &u.resolver {
+        check_resolver(r, &up(&["resolver"]), push);
     }
     if let Some(s) = &u.sticky {
         match (&s.cookie, &s.learn) {
@@ -878,6 +934,7 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
         ("builtin", r.builtin.is_some()),
         ("proxy", r.proxy.is_some()),
         ("split", !r.split.is_empty()),
+        ("forward_proxy", r.forward_proxy.is_some()),
     ]
     .iter()
     .filter(|(_, b)| *b)
@@ -886,7 +943,7 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
     match handlers.len() {
         0 => push(
             rp(&[]),
-            "a route needs a handler: `root`, `alias`, `return`, `builtin`, `proxy` or `split`"
+            "a route needs a handler: `root`, `alias`, `return`, `builtin`, `proxy`, `split` or `forward_proxy`"
                 .into(),
             None,
         ),
@@ -899,6 +956,9 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
             ),
             None,
         ),
+    }
+    if let Some(f) = &r.forward_proxy {
+        check_forward_proxy(r, f, rp, push);
     }
     for (key, dir) in [("root", &r.root), ("alias", &r.alias)] {
         if let Some(d) = dir {
@@ -979,6 +1039,78 @@ fn check_handler(r: &Route, rp: &dyn Fn(&[&str]) -> Vec<PathSeg>, push: &mut Pus
             "try_files needs `root` or `alias`".into(),
             None,
         );
+    }
+}
+
+/// A forward-proxy route takes every CONNECT of its server, whatever the path: path and method
+/// matchers would only mislead.
+fn check_forward_proxy(
+    r: &Route,
+    f: &crate::model::ForwardProxy,
+    rp: &dyn Fn(&[&str]) -> Vec<PathSeg>,
+    push: &mut Push<'_>,
+) {
+    for (key, set) in [
+        ("prefix", r.prefix.is_some()),
+        ("exact", r.exact.is_some()),
+        ("regex", r.regex.is_some()),
+        ("prefix_priority", r.prefix_priority),
+        ("methods", !r.methods.is_empty()),
+    ] {
+        if set {
+            push(
+                rp(&[key]),
+                format!("a `forward_proxy` route takes CONNECT requests only: `{key}` does not apply (use `match_headers` to narrow it)"),
+                None,
+            );
+        }
+    }
+    if f.allow_ports.is_empty() {
+        push(
+            rp(&["forward_proxy", "allow_ports"]),
+            "allow_ports is empty: every CONNECT would be refused".into(),
+            None,
+        );
+    }
+    if f.allow_ports.contains(&0) {
+        push(
+            rp(&["forward_proxy", "allow_ports"]),
+            "port 0 cannot be connected to".into(),
+            None,
+        );
+    }
+    if f.allow_hosts.is_empty() {
+        push(
+            rp(&["forward_proxy", "allow_hosts"]),
+            "allow_hosts is required: `[\"*\"]` allows any host, or list names, `*.domain`, addresses and CIDRs".into(),
+            None,
+        );
+    }
+    for (i, h) in f.allow_hosts.iter().enumerate() {
+        let ok = h == "*"
+            || parse_cidr(h).is_some()
+            || (h != "_" && !h.contains('/') && valid_server_name(h));
+        if !ok {
+            let mut p = rp(&["forward_proxy", "allow_hosts"]);
+            p.push(PathSeg::Index(i));
+            push(
+                p,
+                format!("{h:?} is not a host name, `*.domain`, `*`, address or CIDR"),
+                None,
+            );
+        }
+    }
+    for (key, d) in [
+        ("connect_timeout", f.connect_timeout),
+        ("idle_timeout", f.idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            push(
+                rp(&["forward_proxy", key]),
+                format!("{key} must be more than 0"),
+                None,
+            );
+        }
     }
 }
 

@@ -156,3 +156,68 @@ fn proxy_protocol_must_agree_per_listen_address() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].starts_with("t.toml:3:"), "{}", errs[0]);
 }
+
+#[test]
+fn forward_proxy_routes_are_checked() {
+    let ok = "[[server]]\n[[server.route]]\nforward_proxy = { allow_hosts = [\"*.example.com\", \"10.0.0.0/8\", \"*\"] }\n";
+    assert!(errors(ok).is_empty(), "{:#?}", errors(ok));
+    // Defaults: HTTPS only, 10 s to connect, 10 min idle.
+    let cfg = parse_str(ok, Path::new("t.toml")).unwrap();
+    let f = cfg.servers[0].routes[0].forward_proxy.clone().unwrap();
+    assert_eq!(f.allow_ports, vec![443]);
+    assert_eq!(f.connect_timeout.0.as_secs(), 10);
+    assert_eq!(f.idle_timeout.0.as_secs(), 600);
+
+    let errs = errors("[[server]]\n[[server.route]]\nforward_proxy = { allow_ports = [] }\n");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("allow_hosts is required")));
+    assert!(errs.iter().any(|e| e.contains("allow_ports is empty")));
+    let errs = errors("[[server]]\n[[server.route]]\nprefix = \"/\"\nforward_proxy = { allow_hosts = [\"a b\"], alow_ports = [1] }\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("did you mean `allow_ports`")),
+        "{errs:#?}"
+    );
+    let errs = errors("[[server]]\n[[server.route]]\nprefix = \"/\"\nforward_proxy = { allow_hosts = [\"a b\"] }\n");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("CONNECT requests only")));
+    assert!(errs.iter().any(|e| e.contains("is not a host name")));
+    let errs = errors("[[server]]\n[[server.route]]\nproxy = \"http://a:1\"\nforward_proxy = { allow_hosts = [\"*\"] }\n");
+    assert!(
+        errs.iter().any(|e| e.contains("exactly one handler")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn resolvers_are_checked() {
+    let up = "[[server]]\n[[server.route]]\nproxy = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:1\"]\n";
+    let ok = format!("[global]\nresolver = {{ servers = [\"127.0.0.1:5353\", \"10.0.0.2\"] }}\n{up}resolver = {{ servers = [\"::1\"], valid = \"30s\" }}\n");
+    assert!(errors(&ok).is_empty(), "{:#?}", errors(&ok));
+    let cfg = parse_str(&ok, Path::new("t.toml")).unwrap();
+    let r = cfg.global.resolver.unwrap();
+    assert_eq!(r.min_ttl.0.as_secs(), 1);
+    assert_eq!(r.max_ttl.0.as_secs(), 3600);
+    assert_eq!(r.timeout.0.as_secs(), 5);
+    assert!(r.valid.is_none());
+
+    let bad = format!("{up}resolver = {{ servers = [\"dns.example.com\"], min_ttl = \"0s\", max_ttl = \"1s\", ttl = 1 }}\n");
+    let errs = errors(&bad);
+    assert!(
+        errs.iter().any(|e| e.contains("unknown key `ttl`")),
+        "{errs:#?}"
+    );
+    let bad = format!("{up}resolver = {{ servers = [\"dns.example.com\"], min_ttl = \"10s\", max_ttl = \"1s\" }}\n");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("not an IP address")));
+    assert!(errs
+        .iter()
+        .any(|e| e.contains("max_ttl is less than min_ttl")));
+    let errs = errors("[global]\nresolver = { servers = [] }\n[[server]]\n[[server.route]]\nreturn = { status = 200 }\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("a resolver needs `servers`")),
+        "{errs:#?}"
+    );
+}

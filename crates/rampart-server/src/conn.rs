@@ -80,7 +80,7 @@ pub async fn serve_connection<S: HttpService>(
     service: Arc<S>,
 ) {
     let (_keep, drain) = watch::channel(false);
-    serve(stream, info, settings, service, drain).await;
+    serve(stream, info, settings, service, drain, None).await;
 }
 
 /// Serves one connection until it closes or the drain signal asks it to finish: HTTP/2 when
@@ -91,6 +91,7 @@ pub(crate) async fn serve<S: HttpService>(
     settings: ConnSettings,
     service: Arc<S>,
     mut drain: watch::Receiver<bool>,
+    guard: crate::upgrade::ConnGuard,
 ) {
     let mut buf = BytesMut::new();
     // Read until the first bytes tell the protocol; idle connections hold no buffer.
@@ -118,7 +119,7 @@ pub(crate) async fn serve<S: HttpService>(
     };
     if !h2 {
         let (r, w) = stream.into_split();
-        crate::h1::serve(r, w, buf, info, settings, service, drain).await;
+        crate::h1::serve(r, w, buf, info, settings, service, drain, guard).await;
         return;
     }
     // Boxed: hyper's HTTP/2 connection state is large, and only HTTP/2 connections need it.

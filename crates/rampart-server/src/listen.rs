@@ -200,8 +200,9 @@ impl<S: HttpService> Listeners<S> {
                     } else {
                         None
                     };
-                    conn::serve(stream, info, (*settings).clone(), service, drain).await;
-                    drop(permit);
+                    // Held for the connection's life, an upgraded one's too (see upgrade.rs).
+                    let guard: crate::upgrade::ConnGuard = Some(Box::new((permit, _slot)));
+                    conn::serve(stream, info, (*settings).clone(), service, drain, guard).await;
                 });
             }
         });

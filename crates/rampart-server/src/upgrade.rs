@@ -13,6 +13,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+/// What an accepted connection holds while it lives (its `max_connections` permit, its
+/// per-address slot). An upgraded connection (WebSocket, CONNECT tunnel) takes it along, so
+/// tunnels stay within the connection limits.
+pub(crate) type ConnGuard = Option<Box<dyn std::any::Any + Send + Sync>>;
+
 /// Request extension: the HTTP/1 connection, delivered once the `101` is written. (Shared and
 /// optional because request extensions must be `Clone`; only the first taker gets it.)
 #[derive(Clone)]
@@ -62,14 +67,22 @@ impl Future for OnUpgrade {
 pub struct Upgraded(Inner);
 
 enum Inner {
-    H1 { stream: TcpStream, pre: Bytes },
+    H1 {
+        stream: TcpStream,
+        pre: Bytes,
+        _guard: ConnGuard,
+    },
     Hyper(TokioIo<hyper::upgrade::Upgraded>),
 }
 
 impl Upgraded {
     /// The socket and bytes the client sent after its head (already read).
-    pub(crate) fn h1(stream: TcpStream, pre: Bytes) -> Self {
-        Upgraded(Inner::H1 { stream, pre })
+    pub(crate) fn h1(stream: TcpStream, pre: Bytes, guard: ConnGuard) -> Self {
+        Upgraded(Inner::H1 {
+            stream,
+            pre,
+            _guard: guard,
+        })
     }
 }
 
@@ -80,7 +93,7 @@ impl AsyncRead for Upgraded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().0 {
-            Inner::H1 { stream, pre } => {
+            Inner::H1 { stream, pre, .. } => {
                 if !pre.is_empty() {
                     let n = pre.len().min(buf.remaining());
                     buf.put_slice(&pre[..n]);

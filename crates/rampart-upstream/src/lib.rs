@@ -8,6 +8,7 @@ mod body;
 mod breaker;
 mod budget;
 mod connect;
+pub mod dns;
 mod error;
 mod health;
 mod peer;
@@ -94,18 +95,29 @@ pub struct Upstream {
     /// Counters.
     pub stats: GroupStats,
     started: std::sync::atomic::AtomicBool,
+    /// With a `resolver`: per server, when its first answer expires (IPs and sockets: `None`).
+    dns_ttl: Vec<Option<Duration>>,
 }
 
 impl Upstream {
     /// Builds a group, resolving host names now (blocking: call off the request path).
     pub fn new(settings: UpstreamSettings) -> Result<Upstream, BuildError> {
         let mut peers = Vec::with_capacity(settings.peers.len());
+        let mut dns_ttl = Vec::with_capacity(settings.peers.len());
         for (i, p) in settings.peers.iter().enumerate() {
-            let resolved = resolve(&p.addr).map_err(|source| BuildError {
+            let failed = |source| BuildError {
                 upstream: settings.name.clone(),
                 server: p.addr.to_string(),
                 source,
-            })?;
+            };
+            let (resolved, ttl) = match (&settings.resolver, named(&p.addr)) {
+                (Some(r), Some((host, port))) => {
+                    let (a, ttl) = dns::resolve_blocking(r, host, port).map_err(failed)?;
+                    (a, Some(ttl))
+                }
+                _ => (resolve(&p.addr).map_err(failed)?, None),
+            };
+            dns_ttl.push(ttl);
             peers.push(Arc::new(Peer::new(
                 i,
                 p.clone(),
@@ -130,6 +142,7 @@ impl Upstream {
             learned: Mutex::new(HashMap::new()),
             stats: GroupStats::default(),
             started: std::sync::atomic::AtomicBool::new(false),
+            dns_ttl,
             peers,
             settings,
         })
@@ -144,6 +157,10 @@ impl Upstream {
         if let Some(h) = &self.settings.health {
             health::spawn(self, h);
         }
+        if let Some(r) = &self.settings.resolver {
+            self.spawn_dns(r);
+        }
+        let system_dns = self.settings.resolver.is_none();
         let weak = Arc::downgrade(self);
         let every = self.settings.dns_refresh.max(Duration::from_secs(1));
         let sweep_every = (self.settings.pool.idle_timeout / 2)
@@ -157,7 +174,7 @@ impl Upstream {
                 for p in &up.peers {
                     p.sweep(now);
                 }
-                if last_dns.elapsed() >= every {
+                if system_dns && last_dns.elapsed() >= every {
                     last_dns = tokio::time::Instant::now();
                     for p in &up.peers {
                         if let Address::Tcp { host, port } = &p.settings.addr {
@@ -166,7 +183,9 @@ impl Upstream {
                             }
                             match tokio::net::lookup_host((host.as_str(), *port)).await {
                                 Ok(a) => {
-                                    let v: Vec<_> = a.collect();
+                                    let mut v: Vec<_> = a.collect();
+                                    v.sort();
+                                    v.dedup();
                                     if !v.is_empty() {
                                         p.set_resolved(v);
                                     }
@@ -175,6 +194,53 @@ impl Upstream {
                                     tracing::warn!(server = %p.label, error = %e, "DNS refresh failed; keeping the last addresses")
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Re-resolves each named server when its last answer's TTL runs out (clamped; see
+    /// `dns.rs`). One task per group; it ends soon after the group is dropped.
+    fn spawn_dns(self: &Arc<Self>, settings: &ResolverSettings) {
+        let now = tokio::time::Instant::now();
+        let mut due: Vec<(usize, tokio::time::Instant)> = self
+            .dns_ttl
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, now + t)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let dns = dns::Dns::new(settings);
+        let weak = Arc::downgrade(self);
+        // Wake at least this often to notice that the group is gone.
+        const CHECK: Duration = Duration::from_secs(10);
+        tokio::spawn(async move {
+            loop {
+                let now = tokio::time::Instant::now();
+                let next = due.iter().map(|d| d.1).min().unwrap_or(now + CHECK);
+                tokio::time::sleep_until(next.min(now + CHECK)).await;
+                let Some(up) = weak.upgrade() else { return };
+                for (i, at) in due.iter_mut() {
+                    if *at > tokio::time::Instant::now() {
+                        continue;
+                    }
+                    let Some(p) = up.peers.get(*i) else { continue };
+                    let Some((host, port)) = named(&p.settings.addr) else {
+                        continue;
+                    };
+                    match dns.lookup(host, port).await {
+                        Ok((addrs, ttl)) => {
+                            tracing::debug!(server = %p.label, ?addrs, ?ttl, "re-resolved");
+                            p.set_resolved(addrs);
+                            *at = tokio::time::Instant::now() + ttl;
+                        }
+                        Err(e) => {
+                            tracing::warn!(server = %p.label, error = %e, "DNS re-resolution failed; keeping the last addresses");
+                            *at = tokio::time::Instant::now() + dns.retry_in();
                         }
                     }
                 }
@@ -287,6 +353,16 @@ impl Upstream {
             g.retain(|_, (_, t)| *t > cut);
         }
         g.insert(session.to_string(), (index, Instant::now()));
+    }
+}
+
+/// The host name and port of a server named by host name (not an IP literal or a socket).
+fn named(addr: &Address) -> Option<(&str, u16)> {
+    match addr {
+        Address::Tcp { host, port } if host.parse::<std::net::IpAddr>().is_err() => {
+            Some((host.as_str(), *port))
+        }
+        _ => None,
     }
 }
 

@@ -123,7 +123,9 @@ impl Drop for InFlight {
 pub fn resolve(addr: &Address) -> std::io::Result<Vec<SocketAddr>> {
     match addr {
         Address::Tcp { host, port } => {
-            let v: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            let mut v: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            v.sort();
+            v.dedup();
             if v.is_empty() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -263,7 +265,9 @@ impl Peer {
             }
             // Connections to a server that failed its checks are suspect.
             if !up {
-                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                let stale =
+                    std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+                drop(stale);
             }
             true
         } else {
@@ -279,6 +283,10 @@ impl Peer {
         if **self.resolved.load() != addrs {
             tracing::info!(server = %self.label, ?addrs, "upstream address changed");
             self.resolved.store(Arc::new(addrs));
+            // Idle connections lead to the old addresses: new requests must use the new ones
+            // (requests in flight finish where they are).
+            let stale = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(stale);
         }
     }
 

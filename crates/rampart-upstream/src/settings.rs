@@ -1,13 +1,15 @@
 //! The upstream crate's own settings types. `rampart-app/src/compile.rs` translates the config
 //! model into these, so this crate never sees `rampart-config`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where a server listens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// Host name or IP literal and port; names are resolved at start and every `dns_refresh`.
+    /// Host name or IP literal and port; names are resolved at start, then again on their
+    /// DNS TTL (with a `resolver`) or every `dns_refresh`.
     Tcp {
         /// Host name or IP literal.
         host: String,
@@ -183,10 +185,27 @@ pub struct UpstreamSettings {
     pub slow_start: Duration,
     /// Sticky sessions.
     pub sticky: Option<StickySettings>,
-    /// Re-resolve host names this often.
+    /// Re-resolve host names this often (system resolver: no TTLs).
     pub dns_refresh: Duration,
+    /// Resolve host names through these DNS servers instead, again on each answer's TTL.
+    pub resolver: Option<ResolverSettings>,
     /// Start every connection with a PROXY protocol header (see `proxy_header.rs`).
     pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// A DNS server to ask directly (see `dns.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolverSettings {
+    /// Servers, tried in order.
+    pub servers: Vec<SocketAddr>,
+    /// Re-resolve this often whatever the TTL (nginx's `valid=`).
+    pub valid: Option<Duration>,
+    /// Shortest interval (a TTL of 0 must not spin).
+    pub min_ttl: Duration,
+    /// Longest interval.
+    pub max_ttl: Duration,
+    /// Time for one query attempt.
+    pub timeout: Duration,
 }
 
 /// PROXY protocol header versions (HAProxy's spec).

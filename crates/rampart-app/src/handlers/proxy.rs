@@ -1135,6 +1135,7 @@ mod tests {
                 slow_start: Duration::ZERO,
                 sticky: None,
                 dns_refresh: Duration::from_secs(30),
+                resolver: None,
                 proxy_protocol: None,
             })
             .unwrap(),

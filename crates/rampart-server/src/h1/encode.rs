@@ -27,6 +27,8 @@ pub(crate) struct ReqInfo {
     pub version: Version,
     /// HTTP/0.9: no status line, no header fields, the body until close.
     pub http09: bool,
+    /// A `CONNECT`: a 2xx answer starts a tunnel, so it has no framing (RFC 9110 §9.3.6).
+    pub connect: bool,
 }
 
 impl ReqInfo {
@@ -35,7 +37,13 @@ impl ReqInfo {
             method_head: method == Method::HEAD,
             version,
             http09,
+            connect: method == Method::CONNECT,
         }
+    }
+
+    /// This response to the request switches the connection to a tunnel.
+    pub(crate) fn tunnels(&self, status: StatusCode) -> bool {
+        self.connect && status.is_success()
     }
 }
 
@@ -64,12 +72,19 @@ pub(crate) fn head(
     });
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    let tunnel = req.tunnels(status);
+    let reason = if tunnel && status == StatusCode::OK {
+        "Connection Established" // what Squid and curl's proxies say
+    } else {
+        status.canonical_reason().unwrap_or("")
+    };
+    out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+        || status == StatusCode::NOT_MODIFIED
+        || tunnel;
     // The handler's own Content-Length matters only when the body's length is unknown, or
     // for HEAD: looked up only then (not on every response).
     let declared = || {
@@ -100,7 +115,9 @@ pub(crate) fn head(
             // would have carried); never on 1xx and 204.
             let keep = match framing {
                 Framing::Length(_) => false,
-                Framing::None => !status.is_informational() && status != StatusCode::NO_CONTENT,
+                Framing::None => {
+                    !status.is_informational() && status != StatusCode::NO_CONTENT && !tunnel
+                }
                 Framing::Chunked | Framing::Close => false,
             };
             if !keep {
@@ -145,7 +162,7 @@ pub(crate) fn head(
         DATE.with(|d| out.extend_from_slice(&d.borrow_mut().now()));
         out.extend_from_slice(b"\r\n");
     }
-    if !has_connection && status != StatusCode::SWITCHING_PROTOCOLS {
+    if !has_connection && status != StatusCode::SWITCHING_PROTOCOLS && !tunnel {
         if !*keep_alive {
             out.extend_from_slice(b"connection: close\r\n");
         } else if req.version == Version::HTTP_10 {
@@ -230,6 +247,7 @@ mod tests {
             method_head: false,
             version: Version::HTTP_11,
             http09: false,
+            connect: false,
         };
         let st = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         let f = head(&mut out, st, &map, len, &req, &mut keep);
@@ -255,6 +273,42 @@ mod tests {
         assert!(!t.contains("content-length"));
         let (t, _, _) = enc(304, &[("content-length", "10")], None, false);
         assert!(t.contains("content-length: 10") && t.contains("connection: close"));
+    }
+
+    #[test]
+    fn connect_success_has_no_framing() {
+        let req = ReqInfo::new(&Method::CONNECT, Version::HTTP_11, false);
+        let mut out = Vec::new();
+        let mut keep = true;
+        let f = head(
+            &mut out,
+            StatusCode::OK,
+            &http::HeaderMap::new(),
+            Some(0),
+            &req,
+            &mut keep,
+        );
+        let t = String::from_utf8_lossy(&out);
+        assert_eq!(f, Framing::None);
+        assert!(
+            t.starts_with("HTTP/1.1 200 Connection Established\r\n"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("content-length") && !t.contains("connection"),
+            "{t}"
+        );
+        // A refusal is an ordinary response with a body.
+        let mut out = Vec::new();
+        let f = head(
+            &mut out,
+            StatusCode::FORBIDDEN,
+            &http::HeaderMap::new(),
+            Some(9),
+            &req,
+            &mut keep,
+        );
+        assert_eq!(f, Framing::Length(9));
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub(crate) struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1.
     pub expect_continue: bool,
-    /// `Connection: upgrade` with an `Upgrade` header.
+    /// `Connection: upgrade` with an `Upgrade` header, or a bodiless `CONNECT`: the socket may
+    /// be handed over after the response (101, or 2xx to CONNECT).
     pub upgrade: bool,
     /// The request line's version (what the response's status line echoes: 1.0 or 1.1).
     pub version: Version,
@@ -243,6 +244,8 @@ fn build(head: Bytes, line_end: usize, max_headers: usize) -> Result<Head, HeadE
     };
     let keep_alive =
         !unsupported && !conn_close && (version == Version::HTTP_11 || conn_keep_alive);
+    // A CONNECT may become a tunnel; one with a body could not (its bytes would be ambiguous).
+    let tunnel = method == Method::CONNECT && !unsupported && framing == Framing::None;
 
     let target = head.slice_ref(rl.target);
     let protocol = head.slice_ref(rl.protocol);
@@ -262,7 +265,7 @@ fn build(head: Bytes, line_end: usize, max_headers: usize) -> Result<Head, HeadE
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
-        upgrade: conn_upgrade && has_upgrade && version == Version::HTTP_11,
+        upgrade: (conn_upgrade && has_upgrade && version == Version::HTTP_11) || tunnel,
         version,
         http09,
     })
@@ -384,6 +387,19 @@ mod tests {
         assert_eq!(names, vec![&b"Host"[..], b"X-Case"]);
         assert!(h.keep_alive);
         assert_eq!(h.framing, Framing::None);
+    }
+
+    #[test]
+    fn connect_may_tunnel_without_a_body() {
+        let h = head(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+        assert!(h.upgrade);
+        assert_eq!(
+            h.req.uri().authority().map(|a| a.as_str()),
+            Some("example.com:443")
+        );
+        assert_eq!(h.req.uri().port_u16(), Some(443));
+        let h = head(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(!h.upgrade);
     }
 
     #[test]

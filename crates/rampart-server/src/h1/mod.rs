@@ -86,6 +86,8 @@ struct Conn<S> {
     service: Arc<S>,
     drain: watch::Receiver<bool>,
     idle: Idle,
+    /// Connection limits held; handed over with an upgrade.
+    guard: crate::upgrade::ConnGuard,
 }
 
 /// Waiting for the next request without a timer or channel registration per request: one
@@ -157,6 +159,7 @@ enum Next {
 }
 
 /// Serves HTTP/1 on a connection whose first bytes (already read) are in `buf`.
+#[allow(clippy::too_many_arguments)] // the connection's parts, each moved in once
 pub(crate) async fn serve<S: HttpService>(
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
@@ -165,6 +168,7 @@ pub(crate) async fn serve<S: HttpService>(
     settings: ConnSettings,
     service: Arc<S>,
     drain: watch::Receiver<bool>,
+    guard: crate::upgrade::ConnGuard,
 ) {
     let mut c = Conn {
         writer: Arc::new(Writer {
@@ -184,6 +188,7 @@ pub(crate) async fn serve<S: HttpService>(
         service,
         idle: Idle::new(&drain),
         drain,
+        guard,
     };
     loop {
         let Some(r) = c.reader.as_mut() else { return };
@@ -261,9 +266,15 @@ impl<S: HttpService> Conn<S> {
         self.writer.expect.store(EXPECT_NONE, Ordering::Release);
 
         let (parts, body) = resp.into_parts();
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade_tx.is_some();
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS && !switching {
+        let switches =
+            parts.status == StatusCode::SWITCHING_PROTOCOLS || req_info.tunnels(parts.status);
+        let switching = switches && upgrade_tx.is_some();
+        if switches && !switching {
             keep_alive = false; // a 101 nobody can take over: nothing sensible follows
+        }
+        if req_info.connect && !switching {
+            // A refused CONNECT: the client may already have sent tunnel bytes after its head.
+            keep_alive = false;
         }
         if *self.drain.borrow() {
             keep_alive = false;
@@ -334,6 +345,7 @@ impl<S: HttpService> Conn<S> {
             writer,
             home,
             reader,
+            guard,
             ..
         } = self;
         drop(home);
@@ -344,7 +356,7 @@ impl<S: HttpService> Conn<S> {
         let Ok(stream) = rd.io.reunite(w.write) else {
             return;
         };
-        let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze()));
+        let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze(), guard));
     }
 }
 
