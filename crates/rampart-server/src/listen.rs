@@ -192,8 +192,8 @@ impl<S: HttpService> Listeners<S> {
                         match PerIp::take(&per_ip, info.peer.ip(), max) {
                             Some(s) => Some(s),
                             None => {
-                                let _ = stream.try_write(TOO_MANY_CONNECTIONS);
                                 tracing::debug!(client = %info.peer.ip(), "connection limit per address: 429");
+                                refuse(stream).await;
                                 return;
                             }
                         }
@@ -229,6 +229,27 @@ impl<S: HttpService> Listeners<S> {
     pub fn open_connections(&self) -> usize {
         self.max_conns - self.conn_limit.available_permits()
     }
+}
+
+/// Answers 429 and closes gently: the client's request is still unread, and closing
+/// over unread bytes sends a reset that can destroy the answer before the client reads
+/// it. So the write side is shut first and what the client sent is read and dropped
+/// (at most 16 KiB, for at most a second), like nginx's lingering close.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut left = 16usize << 10;
+    let drain = async {
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// What a client over its connection limit gets before the connection closes.

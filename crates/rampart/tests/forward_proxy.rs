@@ -231,7 +231,12 @@ fn refusals_403_502_and_405_without_a_route() {
         b"CONNECT /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(resp.status, 400);
-    assert!(r.stderr().contains("CONNECT refused"), "{}", r.stderr());
+    // The diagnostic line is written by another thread: wait for it.
+    assert!(
+        wait_until(|| r.stderr().contains("CONNECT refused")),
+        "{}",
+        r.stderr()
+    );
 
     // No forward_proxy route: 405, as before the feature.
     let plain = Rampart::with_config(&config("prefix = \"/x/\"\nreturn = { status = 204 }"));
