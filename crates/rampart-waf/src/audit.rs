@@ -34,7 +34,18 @@ impl Severity {
     }
 
     pub(crate) fn from_u8(v: u8) -> Option<Severity> {
-        Severity::parse(&v.to_string())
+        use Severity::*;
+        Some(match v {
+            0 => Emergency,
+            1 => Alert,
+            2 => Critical,
+            3 => Error,
+            4 => Warning,
+            5 => Notice,
+            6 => Info,
+            7 => Debug,
+            _ => return None,
+        })
     }
 
     /// Upper-case name.
@@ -60,24 +71,25 @@ pub struct MatchedRule {
     pub id: u32,
     /// Phase it matched in.
     pub phase: Phase,
-    /// Expanded `msg`.
+    /// Expanded `msg` (empty for a `nolog` rule that did not interrupt).
     pub msg: String,
-    /// Expanded `logdata`.
+    /// Expanded `logdata` (empty for a `nolog` rule that did not interrupt).
     pub logdata: String,
     /// `severity`, if set.
     pub severity: Option<Severity>,
-    /// `tag`s.
-    pub tags: Vec<String>,
+    /// `tag`s (shared with the rule: recording a match copies no strings).
+    pub tags: std::sync::Arc<[String]>,
     /// Name of the variable that matched last (`ARGS:id`).
-    pub matched_var_name: String,
-    /// Start of the transformed value that matched (at most 200 bytes, lossy UTF-8).
+    pub matched_var_name: std::sync::Arc<str>,
+    /// Start of the transformed value that matched (at most 200 bytes, lossy UTF-8;
+    /// empty for a `nolog` rule that did not interrupt).
     pub matched_data: String,
     /// Whether the rule asks to be logged (`log`, default; `nolog` clears it).
     pub log: bool,
     /// Whether the rule interrupted the transaction.
     pub disruptive: bool,
     /// Rule file and line.
-    pub file: String,
+    pub file: std::sync::Arc<str>,
     /// Line in `file`.
     pub line: usize,
 }
@@ -112,7 +124,7 @@ impl MatchedRule {
         if let Some(sev) = self.severity {
             s.push_str(&format!(" [severity \"{}\"]", sev.name()));
         }
-        for t in &self.tags {
+        for t in self.tags.iter() {
             s.push_str(&format!(" [tag \"{t}\"]"));
         }
         s
@@ -170,7 +182,7 @@ mod tests {
             msg: "SQL \"x\"".into(),
             logdata: "a\nb\\".into(),
             severity: Some(Severity::Critical),
-            tags: vec!["t1".into()],
+            tags: vec!["t1".to_string()].into(),
             matched_var_name: "ARGS:id".into(),
             matched_data: "\u{1}".into(),
             log: true,

@@ -94,7 +94,7 @@ pub(crate) struct Rule {
     pub msg: Option<MacroStr>,
     pub logdata: Option<MacroStr>,
     pub severity: Option<u8>,
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     pub disruptive: Disruptive,
     pub status: Option<u16>,
     pub log: bool,

@@ -68,14 +68,25 @@ struct Val {
 }
 
 impl Val {
+    /// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
     fn name(&self) -> String {
-        let prefix = if self.count { "&" } else { "" };
-        match &self.key {
-            Some(k) => format!("{prefix}{}:{k}", self.kind.name()),
-            None => format!("{prefix}{}", self.kind.name()),
+        let kind = self.kind.name();
+        let key = self.key.as_deref().unwrap_or("");
+        let mut s = String::with_capacity(2 + kind.len() + key.len());
+        if self.count {
+            s.push('&');
         }
+        s.push_str(kind);
+        if let Some(k) = &self.key {
+            s.push(':');
+            s.push_str(k);
+        }
+        s
     }
 }
+
+/// Keys of `TX.0`–`TX.9` for `capture`.
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 static TX_COUNTER: AtomicU64 = AtomicU64::new(1);
 
@@ -105,6 +116,10 @@ pub struct Transaction {
     scalars: Vec<Option<Arc<[u8]>>>,
     matched_var: Arc<[u8]>,
     matched_var_name: Arc<str>,
+    /// MATCHED_VARS entries already built, by variable, key (the same shared key, held
+    /// here so its address stays unique) and `&`: the same names match again and again
+    /// (CRS's paranoia-level checks, score rules).
+    names: Vec<(VarKind, Option<Arc<str>>, bool, crate::collection::Entry)>,
     req_body: Vec<u8>,
     req_body_exceeded: bool,
     resp_body: Vec<u8>,
@@ -287,6 +302,7 @@ impl Transaction {
             scalars,
             matched_var: arc(b""),
             matched_var_name: Arc::from(""),
+            names: Vec::new(),
             req_body: Vec::new(),
             req_body_exceeded: false,
             resp_body: Vec::new(),
@@ -847,18 +863,23 @@ impl Transaction {
                 interrupted = true;
             }
         }
-        let msg = rule
-            .msg
-            .as_ref()
-            .map(|m| lossy(&self.expand(m, rule)))
-            .unwrap_or_default();
-        let mut logdata = rule
-            .logdata
-            .as_ref()
-            .map(|m| lossy(&self.expand(m, rule)))
-            .unwrap_or_default();
+        // Texts only for matches someone reads: a `nolog` rule that did not interrupt
+        // (CRS's paranoia-level skips and score bookkeeping) records id and variable.
+        let detail = rule.log || interrupted;
+        let msg = match &rule.msg {
+            Some(m) if detail => lossy(&self.expand(m, rule)),
+            _ => String::new(),
+        };
+        let mut logdata = match &rule.logdata {
+            Some(m) if detail => lossy(&self.expand(m, rule)),
+            _ => String::new(),
+        };
         truncate(&mut logdata, 512);
-        let mut data = lossy(&self.matched_var);
+        let mut data = if detail {
+            lossy(&self.matched_var)
+        } else {
+            String::new()
+        };
         truncate(&mut data, 200);
         self.matched.push(MatchedRule {
             id: rule.id,
@@ -867,11 +888,11 @@ impl Transaction {
             logdata,
             severity: rule.severity.and_then(Severity::from_u8),
             tags: rule.tags.clone(),
-            matched_var_name: self.matched_var_name.to_string(),
+            matched_var_name: self.matched_var_name.clone(),
             matched_data: data,
             log: rule.log,
             disruptive: interrupted,
-            file: rule.file.to_string(),
+            file: rule.file.clone(),
             line: rule.line,
         });
     }
@@ -940,14 +961,14 @@ impl Transaction {
                 if link.capture {
                     if let Some(m) = &r {
                         for (i, c) in m.captures.iter().enumerate().take(10) {
-                            self.tx.set(&i.to_string(), c);
+                            self.tx.set(DIGITS[i], c);
                         }
                     }
                 }
-                let name: Arc<str> = Arc::from(v.name());
+                let entry = self.name_entry(&v);
                 self.matched_var = tv.clone();
-                self.matched_var_name = name.clone();
-                self.matched_vars.add_shared(name, tv.clone());
+                self.matched_var_name = entry.key.clone();
+                self.matched_vars.push_keyed(&entry, tv.clone());
                 self.run_effects(rule, &link.effects);
                 if !link.multi_match {
                     break;
@@ -957,6 +978,29 @@ impl Transaction {
         self.scratch_vals = vals;
         self.scratch_candidates = candidates;
         any
+    }
+
+    /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for `v`, built once
+    /// per transaction.
+    fn name_entry(&mut self, v: &Val) -> crate::collection::Entry {
+        let same = |a: &Option<Arc<str>>| match (a, &v.key) {
+            (None, None) => true,
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        if let Some((.., e)) = self
+            .names
+            .iter()
+            .find(|(k, a, c, _)| *k == v.kind && *c == v.count && same(a))
+        {
+            return e.clone();
+        }
+        let e = Collection::keyed(Arc::from(v.name()));
+        // Bounded: a request with thousands of matching arguments does not grow it.
+        if self.names.len() < 256 {
+            self.names.push((v.kind, v.key.clone(), v.count, e.clone()));
+        }
+        e
     }
 
     /// True when some value of the link's targets matches `op` after the link's
@@ -1036,19 +1080,25 @@ impl Transaction {
             // Only consult exclusions when one could apply to this collection.
             let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
                 || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
+            let mut visit = |e: &crate::collection::Entry| {
+                if !t.selector.matches_entry(&e.lkey, e.khash)
+                    || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
+                {
+                    return false;
+                }
+                f(
+                    ValKey::Entry(&e.key),
+                    if names { &e.kbytes } else { &e.value },
+                )
+            };
             for c in cols.into_iter().flatten() {
-                for e in c.entries() {
-                    if !t.selector.matches_entry(&e.lkey, e.khash)
-                        || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
-                    {
-                        continue;
-                    }
-                    if f(
-                        ValKey::Entry(&e.key),
-                        if names { &e.kbytes } else { &e.value },
-                    ) {
-                        return true;
-                    }
+                // One key (`TX:paranoia_level`): only entries with its hash.
+                let hit = match &t.selector {
+                    Selector::Key(_, h) => c.positions(*h).any(|i| visit(&c.entries()[i])),
+                    _ => c.entries().iter().any(&mut visit),
+                };
+                if hit {
+                    return true;
                 }
             }
             false
@@ -1099,23 +1149,39 @@ impl Transaction {
             None => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
         };
         let key = key.as_ref();
-        match &sv.op {
-            SetOp::Delete => self.collection_mut(sv.collection).remove(key),
-            SetOp::Set(v) => {
-                let val = self.expand(v, rule);
-                self.collection_mut(sv.collection).set(key, &val);
+        let expanded;
+        let value: &[u8] = match &sv.op {
+            SetOp::Delete => {
+                self.collection_mut(sv.collection).remove(key);
+                return;
             }
-            SetOp::Add(v) | SetOp::Sub(v) => {
-                let delta = atoi(&self.expand(v, rule));
+            SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => match v.as_static() {
+                Some(s) => s,
+                None => {
+                    expanded = self.expand(v, rule);
+                    &expanded
+                }
+            },
+        };
+        let mut digits = [0u8; 20];
+        let value: &[u8] = match &sv.op {
+            SetOp::Add(_) | SetOp::Sub(_) => {
+                let delta = atoi(value);
                 let col = self.collection_mut(sv.collection);
                 let cur = col.get(key).map(|c| atoi(c)).unwrap_or(0);
                 let n = if matches!(sv.op, SetOp::Add(_)) {
-                    cur + delta
+                    cur.saturating_add(delta)
                 } else {
-                    cur - delta
+                    cur.saturating_sub(delta)
                 };
-                col.set(key, n.to_string().as_bytes());
+                format_int(n, &mut digits)
             }
+            _ => value,
+        };
+        let col = self.collection_mut(sv.collection);
+        match &sv.proto {
+            Some(p) => col.set_keyed(p, value),
+            None => col.set(key, value),
         }
     }
 
@@ -1297,6 +1363,26 @@ impl Transaction {
     }
 }
 
+/// Decimal text of `n` in `buf` (setvar arithmetic runs per match; `to_string` showed
+/// in profiles).
+fn format_int(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
 trait KeyEq {
     fn is_none_or_eq(&self, k: &str) -> bool;
 }
@@ -1337,5 +1423,16 @@ fn truncate(s: &mut String, max: usize) {
             cut -= 1;
         }
         s.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn format_int_matches_to_string() {
+        for n in [0i64, 7, -7, 10, 99, -100, 1234567890, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; 20];
+            assert_eq!(super::format_int(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 }

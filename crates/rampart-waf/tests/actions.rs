@@ -79,8 +79,8 @@ SecAction "id:2,phase:1,pass,severity:4"
     assert_eq!(m.msg, "found aa in ARGS:q");
     assert_eq!(m.logdata, "data=xaay");
     assert_eq!(m.severity, Some(Severity::Critical));
-    assert_eq!(m.tags, ["attack-x", "paranoia-level/1"]);
-    assert_eq!(m.matched_var_name, "ARGS:q");
+    assert_eq!(*m.tags, ["attack-x", "paranoia-level/1"]);
+    assert_eq!(&*m.matched_var_name, "ARGS:q");
     assert_eq!(m.matched_data, "xaay");
     assert_eq!(rule(&tx, 2).severity, Some(Severity::Warning));
     let line = m.log_line();

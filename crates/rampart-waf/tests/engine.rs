@@ -111,7 +111,7 @@ SecRule ARGS "@rx ." "id:20,phase:1,pass"
 "#);
     assert_eq!(ids(&get(&r, "/?off=1&secret=x")), [20]);
     let tx = get(&r, "/?off=1&secret=x");
-    assert_eq!(tx.matched_rules()[1].matched_var_name, "ARGS:off");
+    assert_eq!(&*tx.matched_rules()[1].matched_var_name, "ARGS:off");
     assert_eq!(ids(&get(&r, "/?off=0")), [10, 20]);
 }
 
@@ -360,7 +360,7 @@ SecRuleUpdateActionById 1 "pass,msg:'new',severity:CRITICAL,tag:'tuned',t:lowerc
     let m = &tx.matched_rules()[0];
     assert_eq!((m.id, m.msg.as_str()), (1, "new"));
     assert_eq!(m.severity, Some(rampart_waf::Severity::Critical));
-    assert_eq!(m.tags, ["tuned"]);
+    assert_eq!(*m.tags, ["tuned"]);
     assert_eq!(ids(&get(&r, "/?quiet=1&b=y")), Vec::<u32>::new());
     assert_eq!(ids(&get(&r, "/?b=y")), [2]);
 }

@@ -282,7 +282,7 @@ impl<'a> Parser<'a> {
             msg: pa.msg,
             logdata: pa.logdata,
             severity: pa.severity,
-            tags: pa.tags,
+            tags: pa.tags.into(),
             disruptive: pa
                 .disruptive
                 .or(defaults.disruptive)
@@ -312,7 +312,7 @@ impl<'a> Parser<'a> {
             msg: None,
             logdata: None,
             severity: None,
-            tags: Vec::new(),
+            tags: Arc::from([]),
             disruptive: Disruptive::Pass,
             status: None,
             log: false,
@@ -375,7 +375,7 @@ impl<'a> Parser<'a> {
             if let Some(l) = pa.log {
                 rule.log = l;
             }
-            rule.tags.extend(pa.tags.iter().cloned());
+            rule.tags = rule.tags.iter().chain(pa.tags.iter()).cloned().collect();
             if let Some(first) = rule.links.first_mut() {
                 first.effects.extend(pa.effects.iter().cloned());
                 if let Some((t, chain, prefix)) = interned {

@@ -149,6 +149,8 @@ impl Transform {
                 !input.first().is_some_and(|&c| is_c_space(c))
                     && !input.last().is_some_and(|&c| is_c_space(c))
             }
+            NormalizePath => normalize_path::is_normal(input, false),
+            NormalizePathWin => normalize_path::is_normal(input, true),
             SqlHexDecode => !input
                 .windows(2)
                 .any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x'),

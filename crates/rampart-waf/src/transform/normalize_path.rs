@@ -5,6 +5,26 @@ pub(crate) fn apply(input: &[u8]) -> Vec<u8> {
     normalize(input, false)
 }
 
+/// True when `normalize` would return `input` unchanged: no `//`, no `.` or `..`
+/// segment (and no `\\` for the Windows flavour). Most values are like that, and the
+/// check spares the copy.
+pub(crate) fn is_normal(input: &[u8], win: bool) -> bool {
+    if win && input.contains(&b'\\') {
+        return false;
+    }
+    let n = input.len();
+    input
+        .split(|&c| c == b'/')
+        .enumerate()
+        .all(|(i, seg)| match seg {
+            // Empty segments only as the leading `/` or a trailing `/` of a longer path.
+            b"" => i == 0 || (i > 0 && n > 1 && input.ends_with(b"/") && !input.ends_with(b"//")),
+            b"." | b".." => false,
+            _ => true,
+        })
+        && !input.windows(2).any(|w| w == b"//")
+}
+
 /// Shared with normalizePathWin (which first turns `\` into `/`).
 pub(crate) fn normalize(input: &[u8], win: bool) -> Vec<u8> {
     let src: Vec<u8> = if win {
@@ -68,5 +88,36 @@ mod tests {
         assert_eq!(super::apply(b"/a/./b/../../c//d"), b"/c/d");
         assert_eq!(super::apply(b"/../../etc/passwd"), b"/etc/passwd");
         assert_eq!(super::apply(b"../../etc/passwd"), b"../../etc/passwd");
+    }
+
+    /// `is_normal` must never call a path normal when `normalize` would change it.
+    #[test]
+    fn is_normal_agrees_with_normalize() {
+        let alphabet: &[u8] = b"a/.\\";
+        for len in 0..=7u32 {
+            for code in 0..alphabet.len().pow(len) {
+                let mut c = code;
+                let mut s = Vec::new();
+                for _ in 0..len {
+                    s.push(alphabet[c % alphabet.len()]);
+                    c /= alphabet.len();
+                }
+                for win in [false, true] {
+                    if super::is_normal(&s, win) {
+                        assert_eq!(
+                            super::normalize(&s, win),
+                            s,
+                            "{:?} win={win}",
+                            String::from_utf8_lossy(&s)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(super::is_normal(b"/products/search", false));
+        assert!(super::is_normal(b"/a/b/", false));
+        assert!(super::is_normal(b"wireless noise", true));
+        assert!(!super::is_normal(b"/a/./b", false));
+        assert!(!super::is_normal(b"a\\b", true));
     }
 }
