@@ -658,7 +658,9 @@ pub async fn send(
 
 type Sent = Result<Response<Incoming>, TrySendError<Request<ReqBody>>>;
 
-/// How waiting for a response head ended.
+/// How waiting for a response head ended. Lives on the stack for one await: boxing the
+/// large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Head {
     Done(Sent),
     ReadTimeout,

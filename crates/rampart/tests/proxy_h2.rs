@@ -258,10 +258,9 @@ fn streamed_bodies_arrive_complete_both_ways() {
         assert!(body == data, "echoed bytes differ");
     });
     // Over HTTP/1.1 too (chunked request body, streamed response).
-    let mut req = format!(
-        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
+    let mut req =
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
     for c in data.chunks(1 << 20) {
         req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
         req.extend_from_slice(c);
