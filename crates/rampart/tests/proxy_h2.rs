@@ -319,3 +319,36 @@ fn killed_upstream_gives_502_then_a_new_connection_works() {
     }
     assert_eq!(get(r.port, "/again", &[]).status, 200);
 }
+
+#[test]
+fn read_timeout_resets_one_stream_and_max_requests_retires_the_connection() {
+    let a = Upstream::start_h2("a");
+    let r = Rampart::with_config(&config(
+        &format!("\"{}\"", a.addr()),
+        "protocol = \"h2c\"\nread_timeout = \"300ms\"\nretry = { tries = 1 }\nkeepalive = { max_requests = 3 }",
+    ));
+    // No head within read_timeout: 504; only that stream is cancelled (RST_STREAM reaches
+    // the server, whose handler is dropped), the connection carries on.
+    let resp = get(r.port, "/slow/1500", &[]);
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    let t = Instant::now();
+    while a.cancelled() == 0 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.cancelled(), 1);
+    assert_eq!(get(r.port, "/one", &[]).status, 200);
+    assert_eq!(get(r.port, "/two", &[]).status, 200);
+    assert_eq!(a.connections(), 1);
+    // The fourth request opens a new connection (max_requests = 3 per connection), and so on.
+    for i in 0..4 {
+        assert_eq!(get(r.port, &format!("/more/{i}"), &[]).status, 200);
+    }
+    assert_eq!(a.connections(), 3);
+    // Retired connections close once their last stream is done: one stays open.
+    let open = || a.state.open.load(std::sync::atomic::Ordering::SeqCst);
+    let t = Instant::now();
+    while open() > 1 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(open(), 1);
+}
