@@ -88,6 +88,11 @@ impl http_body::Body for ReqBody {
                     Poll::Ready(Some(_)) => {
                         done.frames.fetch_add(1, Ordering::Relaxed);
                         done.waiting.store(false, Ordering::Relaxed);
+                        // hyper stops polling a body that says it has ended (a last frame
+                        // with END_STREAM, a complete Content-Length): that is its end too.
+                        if inner.is_end_stream() {
+                            done.end.notify_one();
+                        }
                     }
                     Poll::Pending => done.waiting.store(true, Ordering::Relaxed),
                 }

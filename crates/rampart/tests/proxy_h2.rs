@@ -352,3 +352,44 @@ fn read_timeout_resets_one_stream_and_max_requests_retires_the_connection() {
     }
     assert_eq!(open(), 1);
 }
+
+#[test]
+fn a_slow_answer_to_a_streamed_body_is_not_a_send_stall() {
+    let a = Upstream::start_h2("a");
+    let r = Rampart::with_config(&config(
+        &format!("\"{}\"", a.addr()),
+        "protocol = \"h2c\"\nsend_timeout = \"300ms\"\nread_timeout = \"5s\"",
+    ));
+    // The whole body is sent at once (Content-Length over HTTP/1.1, END_STREAM on the last
+    // DATA frame over HTTP/2); the server answers after 3 send timeouts: still a 200.
+    let resp = common::raw(
+        r.port,
+        b"POST /slow/900 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(resp.status, 200, "{}", r.stderr());
+    rt().block_on(async {
+        let mut tx = h2_client(r.port).await;
+        let req = http::Request::post("http://x/slow/900")
+            .body(full("hello"))
+            .unwrap();
+        let (st, _, _) = read_all(tx.send_request(req).await.unwrap()).await;
+        assert_eq!(st, 200);
+    });
+}
+
+#[test]
+fn http1_upstream_read_timeout_starts_after_a_content_length_body() {
+    // The same end-of-body signal starts the head timeout for HTTP/1 servers.
+    let a = Upstream::start("a");
+    let r = Rampart::with_config(&config(
+        &format!("\"{}\"", a.addr()),
+        "read_timeout = \"300ms\"\nretry = { tries = 1 }",
+    ));
+    let t = Instant::now();
+    let resp = common::raw(
+        r.port,
+        b"POST /slow/3000 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(resp.status, 504, "{}", r.stderr());
+    assert!(t.elapsed() < Duration::from_millis(2500));
+}
