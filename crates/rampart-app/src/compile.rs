@@ -318,6 +318,15 @@ fn upstream_settings(
             backup: s.backup,
             down: s.down,
             drain: s.drain,
+            // `grpc://` names an HTTP/2 server whatever the group says.
+            protocol: if rampart_config::is_grpc_addr(&s.addr) {
+                up::Protocol::H2c
+            } else {
+                match u.protocol {
+                    rampart_config::UpstreamProtocol::Http1 => up::Protocol::Http1,
+                    rampart_config::UpstreamProtocol::H2c => up::Protocol::H2c,
+                }
+            },
         });
     }
     let method = match u.balance {

@@ -15,8 +15,8 @@ pub use model::*;
 pub use parse::{line_col, load_file, parse_str};
 pub use units::{parse_duration, parse_size, Dur, Size};
 pub use validate::{
-    parse_cidr, parse_dns_server, parse_listen, parse_status_ranges, parse_upstream_addr,
-    split_proxy_url, PathSeg, UpstreamAddr, Violation,
+    is_grpc_addr, parse_cidr, parse_dns_server, parse_listen, parse_status_ranges,
+    parse_upstream_addr, split_proxy_url, PathSeg, UpstreamAddr, Violation,
 };
 
 /// The configuration used when no file is given and `./rampart.toml` does not exist:

@@ -517,6 +517,20 @@ pub struct Upstream {
     pub resolver: Option<Resolver>,
     /// Start every connection to the servers with a PROXY protocol header naming the client.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// How requests travel to the servers: HTTP/1.1 or HTTP/2 over cleartext (gRPC).
+    pub protocol: UpstreamProtocol,
+}
+
+/// The protocol spoken to an upstream group's servers.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with a keep-alive pool (one request per connection at a time).
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge: one connection per server carries many
+    /// requests at once (gRPC needs HTTP/2 and its trailers).
+    H2c,
 }
 
 /// PROXY protocol versions (HAProxy's spec).
@@ -551,6 +565,7 @@ impl Default for Upstream {
             dns_refresh: Dur::secs(30),
             resolver: None,
             send_proxy_protocol: None,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 }

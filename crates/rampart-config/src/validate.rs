@@ -332,9 +332,31 @@ pub enum UpstreamAddr {
     Unix(std::path::PathBuf),
 }
 
-/// Parses `"host:port"`, `"http://host:port"` (port 80 by default) or `"unix:/path"`.
+/// Parses `"host:port"`, `"http://host:port"` (port 80 by default), `"grpc://host:port"`
+/// (HTTP/2 cleartext, see [`is_grpc_addr`]) or `"unix:/path"`.
 pub fn parse_upstream_addr(text: &str) -> Result<UpstreamAddr, String> {
     let t = text.trim();
+    if let Some(rest) = t.strip_prefix("grpc://") {
+        // gRPC has no default port: `host:port` is required, nothing else.
+        let rest = rest.trim_end_matches('/');
+        if rest.contains("://") || rest.starts_with("unix:") {
+            return Err(format!("{text:?}: expected grpc://host:port"));
+        }
+        let has_port = rest
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !p.is_empty() && !h.is_empty() && !p.contains(']'));
+        if !has_port {
+            return Err(format!(
+                "{text:?}: missing port; write \"grpc://{rest}:50051\""
+            ));
+        }
+        return parse_upstream_addr(rest);
+    }
+    if t.starts_with("grpcs://") {
+        return Err(format!(
+            "{text:?}: TLS to upstream servers is not supported yet; use grpc://"
+        ));
+    }
     if let Some(path) = t.strip_prefix("unix:") {
         if !path.starts_with('/') {
             return Err(format!(
@@ -392,6 +414,13 @@ pub fn parse_upstream_addr(text: &str) -> Result<UpstreamAddr, String> {
         return Err(format!("{text:?}: invalid host name"));
     }
     Ok(UpstreamAddr::Tcp { host, port })
+}
+
+/// Whether a server address names an HTTP/2 cleartext server (`grpc://host:port`, as nginx's
+/// `grpc_pass grpc://`): such a server is spoken to with `protocol = "h2c"` whatever its
+/// group's setting.
+pub fn is_grpc_addr(text: &str) -> bool {
+    text.trim().starts_with("grpc://")
 }
 
 /// Splits a `proxy = "http://host:port/path"` URL into (server address, path).

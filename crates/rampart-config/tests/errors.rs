@@ -221,3 +221,37 @@ fn resolvers_are_checked() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn upstream_protocol_is_checked() {
+    let base = "[[server]]\n[[server.route]]\nproxy = \"g\"\n[upstream.g]\n";
+    // Valid: both values, and grpc:// addresses.
+    for ok in [
+        "servers = [\"127.0.0.1:50051\"]\nprotocol = \"h2c\"\n",
+        "servers = [\"127.0.0.1:8080\"]\nprotocol = \"http1\"\n",
+        "servers = [\"grpc://127.0.0.1:50051\", \"grpc://localhost:50052/\"]\n",
+    ] {
+        let errs = errors(&format!("{base}{ok}"));
+        assert!(errs.is_empty(), "{ok}: {errs:#?}");
+    }
+    let errs = errors(&format!(
+        "{base}servers = [\"127.0.0.1:1\"]\nprotocol = \"http2\"\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:6:"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("unknown value `http2` (valid: http1, h2c)"),
+        "{}",
+        errs[0]
+    );
+    for (bad, says) in [
+        ("grpc://127.0.0.1", "missing port"),
+        ("grpc://127.0.0.1:50051/svc", "not a URL with a path"),
+        ("grpcs://127.0.0.1:443", "TLS"),
+        ("grpc://unix:/run/g.sock", "grpc://host:port"),
+    ] {
+        let errs = errors(&format!("{base}servers = [\"{bad}\"]\n"));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        assert!(errs[0].contains(says), "{bad}: {}", errs[0]);
+    }
+}

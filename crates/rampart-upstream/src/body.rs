@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,6 +20,26 @@ use crate::peer::{Conn, InFlight};
 pub type BoxReqStream =
     Pin<Box<dyn http_body::Body<Data = Bytes, Error = ClientBodyError> + Send + 'static>>;
 
+/// How a streamed request body is getting on, for the timeouts of [`crate::send`]: its end
+/// starts the response-head timeout; over HTTP/2 the frame count and `waiting` tell a stalled
+/// upstream (flow control, a stream slot that never frees) from a slow client.
+#[derive(Debug, Default)]
+pub struct BodySignal {
+    /// Fired once when the body has ended.
+    pub(crate) end: Notify,
+    /// Frames handed to the connection so far.
+    pub(crate) frames: AtomicU64,
+    /// The connection asked for more and the client has not sent it yet.
+    pub(crate) waiting: AtomicBool,
+}
+
+impl BodySignal {
+    /// A signal for one body.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
 /// The client's body failed while we forwarded it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -34,8 +55,8 @@ pub enum ReqBody {
     Stream {
         /// The stream.
         inner: BoxReqStream,
-        /// Notified when the stream ends, so the response timeout starts then.
-        done: Arc<Notify>,
+        /// Its progress and end, so the response timeout starts then.
+        done: Arc<BodySignal>,
     },
 }
 
@@ -62,8 +83,18 @@ impl http_body::Body for ReqBody {
             ReqBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ReqBody::Stream { inner, done } => {
                 let r = inner.as_mut().poll_frame(cx);
-                if matches!(r, Poll::Ready(None)) {
-                    done.notify_one();
+                match &r {
+                    Poll::Ready(None) => done.end.notify_one(),
+                    Poll::Ready(Some(_)) => {
+                        done.frames.fetch_add(1, Ordering::Relaxed);
+                        done.waiting.store(false, Ordering::Relaxed);
+                        // hyper stops polling a body that says it has ended (a last frame
+                        // with END_STREAM, a complete Content-Length): that is its end too.
+                        if inner.is_end_stream() {
+                            done.end.notify_one();
+                        }
+                    }
+                    Poll::Pending => done.waiting.store(true, Ordering::Relaxed),
                 }
                 r
             }

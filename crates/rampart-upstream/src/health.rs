@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::peer::Peer;
-use crate::settings::{HealthSettings, ProxyProtocol};
+use crate::settings::{HealthSettings, Protocol, ProxyProtocol};
 use crate::Upstream;
 
 /// Most body bytes read from a health answer.
@@ -79,20 +79,39 @@ async fn probe(
     let Some(path) = &h.http_path else {
         return Ok(());
     };
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let host = h.host.clone().unwrap_or_else(|| peer.label.clone());
-    let req = http::Request::get(path.as_str())
-        .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, "rampart-health-check")
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = if peer.settings.protocol == Protocol::H2c {
+        // An h2c server may speak nothing else: check it over HTTP/2 (`Host` becomes
+        // `:authority`).
+        let (mut tx, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let uri = format!("http://{host}{path}");
+        let req = http::Request::get(uri.as_str())
+            .version(http::Version::HTTP_2)
+            .header(http::header::USER_AGENT, "rampart-health-check")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        tx.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::get(path.as_str())
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, "rampart-health-check")
+            .header(http::header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        tx.send_request(req).await.map_err(|e| e.to_string())?
+    };
     let status = resp.status().as_u16();
     if !h
         .expect_status

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use body::{BoxReqStream, ClientBodyError, ReqBody, ResBody};
+pub use body::{BodySignal, BoxReqStream, ClientBodyError, ReqBody, ResBody};
 pub use breaker::BreakerState;
 pub use budget::RetryBudget;
 pub use connect::Stream;

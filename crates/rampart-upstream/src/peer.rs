@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::body::{ReqBody, ResBody};
+use crate::body::{BodySignal, ReqBody, ResBody};
 use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::connect::{self, TimedStream};
 use crate::error::{from_hyper, UpstreamError};
-use crate::settings::{Address, BreakerSettings, PeerSettings, PoolSettings};
+use crate::settings::{Address, BreakerSettings, PeerSettings, PoolSettings, Protocol};
 
 /// Counters per server, exported as metrics.
 #[derive(Debug, Default)]
@@ -53,6 +53,11 @@ pub struct Peer {
     /// When the server last came back (slow start ramps from here).
     up_since: Mutex<Option<Instant>>,
     idle: Mutex<Vec<Idle>>,
+    /// HTTP/2 servers: the one shared connection.
+    h2: Mutex<H2Slot>,
+    /// Held while an HTTP/2 connection is being opened, so concurrent requests wait for it
+    /// instead of each opening their own.
+    h2_opening: tokio::sync::Mutex<()>,
     pool: PoolSettings,
     connect_timeout: Duration,
     send_timeout: Duration,
@@ -71,6 +76,56 @@ impl std::fmt::Debug for Idle {
     }
 }
 
+/// The shared HTTP/2 connection of a server (see [`Peer::checkout`]).
+#[derive(Default)]
+struct H2Slot {
+    /// Its request side; `None` before the first request, after it died or was retired.
+    tx: Option<http2::SendRequest<ReqBody>>,
+    /// Requests started on it (retired at `keepalive.max_requests`).
+    uses: u64,
+    /// Last request started on it (closed after `keepalive.idle_timeout` without any).
+    last_used: Option<Instant>,
+    /// Bumped by every attempt to open one.
+    attempts: u64,
+    /// Why the last attempt failed: requests that waited for it fail the same way instead
+    /// of each waiting out its own connect timeout.
+    failed: Option<(bool, String)>,
+}
+
+impl std::fmt::Debug for H2Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "H2Slot(open {}, uses {})", self.tx.is_some(), self.uses)
+    }
+}
+
+/// Windows and buffers of HTTP/2 upstream connections. Explicit rather than h2's defaults
+/// (64 KiB windows: too small for streaming; hyper's adaptive window: unbounded growth):
+/// a stream may have 1 MiB and the connection 2 MiB of response data in flight unread, so
+/// a server streams at full speed while a slow client still caps what is buffered.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONN_WINDOW: u32 = 2 << 20;
+/// Request bytes buffered per stream before the body is polled again.
+const H2_SEND_BUF: usize = 64 << 10;
+/// Pings while requests are open find a connection that died silently (no FIN): without
+/// them every request on it would wait out its read timeout.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The request side of a connection.
+enum Tx {
+    H1(http1::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+impl Tx {
+    fn is_closed(&self) -> bool {
+        match self {
+            Tx::H1(t) => t.is_closed(),
+            Tx::H2(t) => t.is_closed(),
+        }
+    }
+}
+
 /// The I/O half of a client connection. It is polled by whichever task uses the connection
 /// (the request's own task) instead of a task of its own: that saves two cross-task wake-ups
 /// per request, which cost more than the proxying itself on small requests.
@@ -78,8 +133,8 @@ type Driver = Pin<Box<http1::Connection<TokioIo<TimedStream>, ReqBody>>>;
 
 /// A connection checked out of a server's pool for one request.
 pub struct Conn {
-    tx: http1::SendRequest<ReqBody>,
-    /// `None` when a spawned task drives it (upgrades) or once it has ended.
+    tx: Tx,
+    /// `None` when a spawned task drives it (upgrades, HTTP/2) or once it has ended.
     driver: Option<Driver>,
     uses: u64,
     /// May go back to the pool (not when it carries one client's PROXY header).
@@ -159,6 +214,8 @@ impl Peer {
             breaker: Breaker::new(breaker),
             up_since: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(H2Slot::default()),
+            h2_opening: tokio::sync::Mutex::new(()),
             pool,
             connect_timeout,
             send_timeout,
@@ -268,6 +325,7 @@ impl Peer {
                 let stale =
                     std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
                 drop(stale);
+                self.retire_h2();
             }
             true
         } else {
@@ -287,7 +345,15 @@ impl Peer {
             // (requests in flight finish where they are).
             let stale = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
             drop(stale);
+            self.retire_h2();
         }
+    }
+
+    /// Drops the shared HTTP/2 connection: new requests open another; requests in flight
+    /// keep their clone, and hyper closes it when the last one ends.
+    fn retire_h2(&self) {
+        let old = self.h2.lock().unwrap_or_else(|e| e.into_inner()).tx.take();
+        drop(old);
     }
 
     /// Opens a raw connection (health checks and upgrades use their own).
@@ -321,8 +387,12 @@ impl Peer {
         Ok(c)
     }
 
-    /// A connection: an idle pooled one that is still good, else a new one.
+    /// A connection: an idle pooled one that is still good, else a new one. For an HTTP/2
+    /// server, the shared connection (opened on first use, again when it dies).
     pub async fn checkout(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        if self.settings.protocol == Protocol::H2c {
+            return self.checkout_h2().await;
+        }
         let now = Instant::now();
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -341,6 +411,129 @@ impl Peer {
             return Ok(conn);
         }
         self.handshake(false).await
+    }
+
+    /// The shared HTTP/2 connection, if it is alive; counts the request against it.
+    fn h2_current(self: &Arc<Self>, slot: &mut H2Slot) -> Option<Conn> {
+        let tx = slot.tx.as_ref().filter(|t| !t.is_closed())?.clone();
+        slot.uses += 1;
+        slot.last_used = Some(Instant::now());
+        if self.pool.max_requests > 0 && slot.uses >= self.pool.max_requests {
+            // Retired: this request is its last; the next one opens a new connection.
+            slot.tx = None;
+        }
+        Some(self.h2_conn(tx))
+    }
+
+    fn h2_conn(self: &Arc<Self>, tx: http2::SendRequest<ReqBody>) -> Conn {
+        Conn {
+            tx: Tx::H2(tx),
+            driver: None,
+            uses: 0,
+            pooled: false,
+            peer: self.clone(),
+        }
+    }
+
+    /// One connection per server carries every request (multiplexed streams). Opening is
+    /// single-flight: requests that arrive meanwhile wait for it (bounded by the connect
+    /// timeout of the one opening it) and share its outcome.
+    async fn checkout_h2(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        let attempts = {
+            let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = self.h2_current(&mut slot) {
+                return Ok(c);
+            }
+            slot.attempts
+        };
+        let _opening = self.h2_opening.lock().await;
+        {
+            let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = self.h2_current(&mut slot) {
+                return Ok(c);
+            }
+            if slot.attempts != attempts {
+                if let Some((timed_out, why)) = &slot.failed {
+                    let peer = self.label.clone();
+                    return Err(if *timed_out {
+                        UpstreamError::ConnectTimeout { peer }
+                    } else {
+                        UpstreamError::Connect {
+                            peer,
+                            source: std::io::Error::other(why.clone()),
+                        }
+                    });
+                }
+            }
+            slot.attempts += 1;
+        }
+        let opened = async {
+            let stream = self.open().await?;
+            self.handshake_h2(stream).await
+        };
+        // `open` has its own timeout; this one bounds the handshake too.
+        let r = match tokio::time::timeout(self.connect_timeout, opened).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::ConnectTimeout {
+                peer: self.label.clone(),
+            }),
+        };
+        let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(tx) => {
+                slot.failed = None;
+                slot.uses = 0;
+                slot.tx = Some(tx.clone());
+                slot.uses += 1;
+                slot.last_used = Some(Instant::now());
+                Ok(self.h2_conn(tx))
+            }
+            Err(e) => {
+                slot.failed = Some((
+                    matches!(e, UpstreamError::ConnectTimeout { .. }),
+                    match &e {
+                        UpstreamError::Connect { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    /// An HTTP/2 connection over `stream`. Unlike HTTP/1, its I/O runs in a task of its own:
+    /// many requests share it, so no single request's task can drive it (one that finished
+    /// early would stall every other stream). The task ends when the server closes the
+    /// connection, or once every handle is dropped and its last stream is done.
+    async fn handshake_h2(
+        self: &Arc<Self>,
+        stream: connect::Stream,
+    ) -> Result<http2::SendRequest<ReqBody>, UpstreamError> {
+        let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
+        let frame = u32::try_from(self.pool.buffer_size.clamp(16 << 10, (16 << 20) - 1))
+            .unwrap_or(16 << 10);
+        let header_list = u32::try_from(self.pool.buffer_size.max(16 << 10)).unwrap_or(u32::MAX);
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONN_WINDOW)
+            .adaptive_window(false)
+            .max_frame_size(frame)
+            .max_header_list_size(header_list)
+            .max_send_buf_size(H2_SEND_BUF)
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT)
+            .keep_alive_while_idle(false)
+            .handshake(io)
+            .await
+            .map_err(|e| from_hyper(&self.label, &e))?;
+        let label = self.label.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(server = %label, error = %e, "HTTP/2 upstream connection ended");
+            }
+        });
+        Ok(tx)
     }
 
     /// A fresh connection that can switch protocols (WebSocket).
@@ -377,6 +570,16 @@ impl Peer {
         idle.retain(|c| {
             !c.conn.tx.is_closed() && now.duration_since(c.since) <= self.pool.idle_timeout
         });
+        drop(idle);
+        // The shared HTTP/2 connection closes when unused past the idle timeout (not while
+        // a request, say a long gRPC stream, still runs on it).
+        let mut slot = self.h2.lock().unwrap_or_else(|e| e.into_inner());
+        let idle_long = slot
+            .last_used
+            .is_some_and(|t| now.duration_since(t) > self.pool.idle_timeout);
+        if slot.tx.as_ref().is_some_and(|t| t.is_closed()) || (idle_long && self.inflight() == 0) {
+            slot.tx = None;
+        }
     }
 
     /// Idle pooled connections now.
@@ -394,65 +597,203 @@ pub struct SendFailure {
     pub unsent: Option<Request<ReqBody>>,
 }
 
-/// Sends `req` on `conn` and waits for the response head, driving the connection's I/O in
-/// this task. The head timeout starts once the request body has been sent (`body_done`), so
-/// a slow upload is not a slow server.
+/// Sends `req` on `conn` and waits for the response head, driving an HTTP/1 connection's I/O
+/// in this task. The head timeout starts once the request body has been sent (`body_done`),
+/// so a slow upload is not a slow server.
 pub async fn send(
     mut conn: Conn,
     req: Request<ReqBody>,
     read_timeout: Duration,
-    body_done: Option<Arc<tokio::sync::Notify>>,
+    body_done: Option<Arc<BodySignal>>,
     inflight: InFlight,
 ) -> Result<Response<ResBody>, SendFailure> {
     let peer = conn.peer.clone();
     conn.uses += 1;
+    let h2 = matches!(conn.tx, Tx::H2(_));
     let outcome = {
         let Conn { tx, driver, .. } = &mut conn;
-        let fut = tx.try_send_request(req);
-        let mut fut = std::pin::pin!(fut);
-        let exchange = std::future::poll_fn(|cx| {
-            if let Some(d) = driver.as_mut() {
-                if d.as_mut().poll(cx).is_ready() {
-                    *driver = None;
-                }
+        match tx {
+            Tx::H1(tx) => {
+                let fut = tx.try_send_request(to_h1(req));
+                head(fut, driver, read_timeout, None, body_done).await
             }
-            fut.as_mut().poll(cx)
-        });
-        let mut exchange = std::pin::pin!(exchange);
-        match body_done {
-            Some(n) => {
-                let notified = n.notified();
-                tokio::select! {
-                    r = &mut exchange => Some(r),
-                    _ = notified => tokio::time::timeout(read_timeout, &mut exchange).await.ok(),
-                }
+            Tx::H2(tx) => {
+                let fut = tx.try_send_request(to_h2(req, &peer.label));
+                let stall = Some(peer.send_timeout);
+                head(fut, &mut None, read_timeout, stall, body_done).await
             }
-            None => tokio::time::timeout(read_timeout, &mut exchange).await.ok(),
         }
     };
     match outcome {
-        None => Err(SendFailure {
+        Head::ReadTimeout => Err(SendFailure {
             error: UpstreamError::ReadTimeout {
                 peer: peer.label.clone(),
             },
             unsent: None,
         }),
-        Some(Err(mut e)) => {
+        Head::SendStalled => Err(SendFailure {
+            error: UpstreamError::SendTimeout {
+                peer: peer.label.clone(),
+            },
+            unsent: None,
+        }),
+        Head::Done(Err(mut e)) => {
             let unsent = e.take_message();
             Err(SendFailure {
                 error: from_hyper(&peer.label, e.error()),
                 unsent,
             })
         }
-        Some(Ok(resp)) => {
-            let reuse = !resp
-                .headers()
-                .get(http::header::CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+        Head::Done(Ok(resp)) => {
+            let reuse = !h2
+                && !resp
+                    .headers()
+                    .get(http::header::CONNECTION)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
                 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
             Ok(resp.map(|b: Incoming| ResBody::new(b, conn, reuse, inflight, read_timeout)))
         }
     }
+}
+
+type Sent = Result<Response<Incoming>, TrySendError<Request<ReqBody>>>;
+
+/// How waiting for a response head ended. Lives on the stack for one await: boxing the
+/// large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Head {
+    Done(Sent),
+    ReadTimeout,
+    SendStalled,
+}
+
+/// Waits for the response head of `fut`, polling `driver` (HTTP/1) alongside. With a
+/// streamed body, the read timeout starts at the body's end; with `stall` (HTTP/2), a body
+/// that the connection stops taking for that long (flow control, no free stream) fails the
+/// request, since no socket write is pending for the send timeout of `TimedStream` to see.
+async fn head(
+    fut: impl Future<Output = Sent>,
+    driver: &mut Option<Driver>,
+    read_timeout: Duration,
+    stall: Option<Duration>,
+    body: Option<Arc<BodySignal>>,
+) -> Head {
+    let mut fut = std::pin::pin!(fut);
+    let exchange = std::future::poll_fn(|cx| {
+        if let Some(d) = driver.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                *driver = None;
+            }
+        }
+        fut.as_mut().poll(cx)
+    });
+    let mut exchange = std::pin::pin!(exchange);
+    let timed = |r: Result<Sent, tokio::time::error::Elapsed>| match r {
+        Ok(s) => Head::Done(s),
+        Err(_) => Head::ReadTimeout,
+    };
+    let Some(body) = body else {
+        return timed(tokio::time::timeout(read_timeout, &mut exchange).await);
+    };
+    let check = stall.unwrap_or(Duration::MAX);
+    let mut frames = body.frames.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            r = &mut exchange => return Head::Done(r),
+            _ = body.end.notified() => {
+                return timed(tokio::time::timeout(read_timeout, &mut exchange).await);
+            }
+            _ = tokio::time::sleep(check), if stall.is_some() => {
+                let now = body.frames.load(std::sync::atomic::Ordering::Relaxed);
+                // No progress while the connection was not waiting for the client.
+                if now == frames && !body.waiting.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Head::SendStalled;
+                }
+                frames = now;
+            }
+        }
+    }
+}
+
+/// The request as an HTTP/1.1 client sends it (undoes [`to_h2`] for a request that comes
+/// back unsent from an HTTP/2 connection and goes to an HTTP/1 server).
+fn to_h1(mut req: Request<ReqBody>) -> Request<ReqBody> {
+    if req.version() != http::Version::HTTP_2 {
+        return req;
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    if let Some(a) = req.uri().authority() {
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+    }
+    let origin = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse::<http::Uri>();
+    if let Ok(u) = origin {
+        *req.uri_mut() = u;
+    }
+    req
+}
+
+/// The request as an HTTP/2 server must get it: connection-specific fields removed
+/// (RFC 9113 §8.2.2: `Connection` and what it names, `Keep-Alive`, `Proxy-Connection`,
+/// `Transfer-Encoding`, `Upgrade`; `TE` unless it is `trailers`, which gRPC needs), and
+/// `Host` moved into the `:authority` of an absolute URI with scheme `http` (h2 builds the
+/// pseudo-headers from the URI). The authority is the `Host` the proxy chose, else the
+/// server's address.
+fn to_h2(mut req: Request<ReqBody>, peer_label: &str) -> Request<ReqBody> {
+    use http::header;
+    let h = req.headers_mut();
+    let named: Vec<http::HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ] {
+        h.remove(n);
+    }
+    if h.get(header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        h.remove(header::TE);
+    }
+    let host = h.remove(header::HOST);
+    let authority = host
+        .as_ref()
+        .and_then(|v| http::uri::Authority::try_from(v.as_bytes()).ok())
+        .or_else(|| req.uri().authority().cloned())
+        .or_else(|| http::uri::Authority::try_from(peer_label).ok())
+        .unwrap_or_else(|| http::uri::Authority::from_static("localhost"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    if let Ok(u) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = u;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
+    req
 }
 
 impl Peer {
@@ -464,6 +805,19 @@ impl Peer {
         stream: connect::Stream,
         upgrades: bool,
     ) -> Result<Conn, UpstreamError> {
+        if self.settings.protocol == Protocol::H2c {
+            if upgrades {
+                // The proxy refuses these first (WebSocket needs HTTP/1.1 upgrades).
+                return Err(UpstreamError::Broken {
+                    peer: self.label.clone(),
+                    reason: "protocol upgrades need HTTP/1.1".into(),
+                });
+            }
+            // Its own connection (a PROXY header names one client): not shared, it closes
+            // when this request's response is done with it.
+            let tx = self.handshake_h2(stream).await?;
+            return Ok(self.h2_conn(tx));
+        }
         let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
         // A fixed read buffer: hyper's adaptive one grows to ~400 KiB per connection on
         // large bodies (26 MiB for 64 connections streaming 64 KiB responses, measured).
@@ -484,7 +838,7 @@ impl Peer {
             Some(Box::pin(conn) as Driver)
         };
         Ok(Conn {
-            tx,
+            tx: Tx::H1(tx),
             driver,
             uses: 0,
             pooled: false,

@@ -47,6 +47,20 @@ pub struct PeerSettings {
     pub down: bool,
     /// No new requests; in-flight ones finish.
     pub drain: bool,
+    /// How requests travel to it.
+    pub protocol: Protocol,
+}
+
+/// The protocol spoken to a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1: a keep-alive pool, one request per connection at a time, driven by the
+    /// request's own task.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge: one shared connection per server, many
+    /// streams at once, driven by a task of its own (see `peer.rs`).
+    H2c,
 }
 
 /// Balancing methods.

@@ -24,10 +24,10 @@ use http_body::{Frame, SizeHint};
 use rampart_server::Body;
 use rampart_server::RequestBody;
 use rampart_upstream::{
-    balance::hash_bytes, sticky, ClientBodyError, ErrorClass, Pick, ReqBody, StickySettings,
-    Upstream, UpstreamError,
+    balance::hash_bytes, sticky, BodySignal, ClientBodyError, ErrorClass, Pick, ReqBody,
+    StickySettings, Upstream, UpstreamError,
 };
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::cidr::{canonical, CidrSet};
 use crate::exchange::Exchange;
@@ -515,7 +515,7 @@ fn ip_text(ip: IpAddr) -> String {
 enum Source {
     Empty,
     Full(Bytes),
-    Stream(Option<(ReqBody, Arc<Notify>)>),
+    Stream(Option<(ReqBody, Arc<BodySignal>)>),
 }
 
 impl Source {
@@ -523,7 +523,7 @@ impl Source {
         !matches!(self, Source::Stream(_))
     }
 
-    fn take(&mut self) -> Option<(ReqBody, Option<Arc<Notify>>)> {
+    fn take(&mut self) -> Option<(ReqBody, Option<Arc<BodySignal>>)> {
         match self {
             Source::Empty => Some((ReqBody::Empty, None)),
             Source::Full(b) => Some((ReqBody::Full(Some(b.clone())), None)),
@@ -633,7 +633,7 @@ pub async fn forward(
                 .map_err(|st| (st, None))?,
         ),
         BodyIn::Stream(body) => {
-            let done = Arc::new(Notify::new());
+            let done = Arc::new(BodySignal::new());
             let cb = ClientBody {
                 inner: body,
                 seen: 0,
@@ -723,6 +723,13 @@ async fn forward_source(
                 }
             });
         };
+        if upgrade && peer.settings.protocol == rampart_upstream::Protocol::H2c {
+            // WebSocket's `Upgrade` exists only in HTTP/1.1 and an h2c server has no other
+            // way in (RFC 8441 would need the server's consent): refused, and not the
+            // server's fault, so nothing is recorded against it.
+            tracing::warn!(upstream = %up.settings.name, server = %peer.label, request_id = ?x.request_id, "WebSocket upgrade to an HTTP/2 (h2c) upstream refused");
+            return Err((StatusCode::BAD_GATEWAY, None));
+        }
         attempts += 1;
         let inflight = peer.start();
         let conn = if let Some(v) = up.settings.proxy_protocol {

@@ -7,7 +7,12 @@
 //! `/setcookie/NAME=VALUE` sets a cookie. Anything else: 200 "NAME METHOD PATH".
 //! With `set_failing(true)` every path but `/health` answers 500.
 //!
-//! Modes: TCP (default), a Unix socket (`start_unix`), and PROXY protocol (`start_proxied`):
+//! `/grpc` (HTTP/2 mode) echoes a gRPC request's body and ends with trailers `grpc-status: 0`,
+//! `grpc-message: ok` (status 3 and the reason when the request lacks `te: trailers` or the
+//! gRPC content type); `/trailers` echoes the request's trailers back as response trailers.
+//!
+//! Modes: TCP (default), HTTP/2 cleartext with prior knowledge only (`start_h2`: hyper's h2
+//! server, as a gRPC server), a Unix socket (`start_unix`), and PROXY protocol (`start_proxied`):
 //! each connection must begin with a PROXY v1 or v2 header, parsed here independently of
 //! Rampart's own parser, and every response carries `x-proxy-client` with the source address
 //! the header named (`local` for v2 LOCAL, `unknown` for v1 UNKNOWN).
@@ -46,6 +51,8 @@ pub struct State {
     pub bad_proxy_headers: AtomicU64,
     /// The source of every PROXY header seen, in order.
     pub proxy_clients: Mutex<Vec<String>>,
+    /// Speaks HTTP/2 (prior knowledge) only.
+    pub h2: bool,
 }
 
 pub struct Upstream {
@@ -75,7 +82,27 @@ impl Upstream {
         Self::build(name, super::free_port(), None, true)
     }
 
+    /// Speaks HTTP/2 cleartext (prior knowledge) only, as gRPC servers do.
+    pub fn start_h2(name: &str) -> Upstream {
+        Self::build_with(name, super::free_port(), None, false, true)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     fn build(name: &str, port: u16, unix: Option<PathBuf>, proxied: bool) -> Upstream {
+        Self::build_with(name, port, unix, proxied, false)
+    }
+
+    fn build_with(
+        name: &str,
+        port: u16,
+        unix: Option<PathBuf>,
+        proxied: bool,
+        h2: bool,
+    ) -> Upstream {
         let state = Arc::new(State {
             name: name.to_string(),
             requests: AtomicU64::new(0),
@@ -87,6 +114,7 @@ impl Upstream {
             proxied,
             bad_proxy_headers: AtomicU64::new(0),
             proxy_clients: Mutex::new(Vec::new()),
+            h2,
         });
         let mut u = Upstream {
             port,
@@ -212,6 +240,7 @@ where
 {
     state.open.fetch_add(1, Ordering::SeqCst);
     let _open = OpenGuard(state.clone());
+    let h2 = state.h2;
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let client = client.clone();
@@ -224,6 +253,12 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+        return;
+    }
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
@@ -346,6 +381,43 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<BoxBo
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(100))).await;
         guard.0 = None;
         return resp.body(full(format!("{name} slow"))).unwrap();
+    }
+    if path == "/grpc" {
+        let te_ok = req.headers().get("te").is_some_and(|v| v == "trailers");
+        let ct_ok = req
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let msg = req.into_body().collect().await.map(|b| b.to_bytes());
+        let (status, why, data) = match (te_ok, ct_ok, msg) {
+            (true, true, Ok(m)) => ("0", "ok".to_string(), m),
+            (te, ct, m) => (
+                "3",
+                format!("te {te} content-type {ct} body {}", m.is_ok()),
+                Bytes::new(),
+            ),
+        };
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", status.parse().unwrap());
+        trailers.insert("grpc-message", why.parse().unwrap());
+        let frames = vec![
+            Ok::<_, std::io::Error>(Frame::data(data)),
+            Ok(Frame::trailers(trailers)),
+        ];
+        return resp
+            .header("content-type", "application/grpc")
+            .body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+            .unwrap();
+    }
+    if path == "/trailers" {
+        let mut body = req.into_body();
+        let mut frames = Vec::new();
+        while let Some(Ok(f)) = body.frame().await {
+            frames.push(Ok::<_, std::io::Error>(f));
+        }
+        return resp
+            .body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+            .unwrap();
     }
     if path == "/echo" {
         let body = req.into_body().map_err(std::io::Error::other).boxed();
