@@ -317,7 +317,9 @@ impl Transaction {
             interruption: None,
             phase_done: 0,
             allow_until: 0,
-            cache: CacheMap::default(),
+            // Sized for CRS at PL1 on a typical request (a few hundred transformed
+            // values): growing it step by step showed up as rehashing in profiles.
+            cache: CacheMap::with_capacity_and_hasher(256, Default::default()),
             cache_bytes: 0,
             scratch_vals: Vec::new(),
             scratch_candidates: Vec::new(),
