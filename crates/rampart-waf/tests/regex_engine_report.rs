@@ -10,7 +10,6 @@
 use rampart_waf::{FsLoader, RegexEngine, RuleSet};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// The files `tests/crs_corpus.rs` loads, in the same order.
 const CRS_FILES: &[&str] = &[
@@ -206,53 +205,4 @@ SecRuleRemoveById 4
             (RegexEngine::FancyRegex, 1)
         ]
     );
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn load_logs_engine_counts_at_info_and_fallbacks_at_debug() {
-    let text = r#"SecRule ARGS "@rx ^a+$" "id:1,phase:1,pass"
-SecRule ARGS "@rx (?>ab|a)c" "id:2,phase:1,pass"
-SecRule ARGS "@rx (a)\1" "id:3,phase:1,pass"
-"#;
-    let run = |level: tracing::Level| {
-        let buf = Buf::default();
-        let w = buf.clone();
-        let sub = tracing_subscriber::fmt()
-            .with_max_level(level)
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .finish();
-        tracing::subscriber::with_default(sub, || RuleSet::from_text("r.conf", text).unwrap());
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        out
-    };
-    let info = run(tracing::Level::INFO);
-    assert!(info.contains(" INFO "), "{info}");
-    assert!(
-        info.contains("WAF rules loaded; @rx engines: 1 regex, 1 rewrite, 1 fancy-regex"),
-        "{info}"
-    );
-    assert!(info.contains("rx_fancy_regex=1"), "{info}");
-    assert!(!info.contains("WAF @rx engine"), "{info}");
-    let debug = run(tracing::Level::DEBUG);
-    assert!(
-        debug.contains("rule=2 engine=\"rewrite\"")
-            && debug.contains("rule=3 engine=\"fancy-regex\""),
-        "{debug}"
-    );
-    assert!(!debug.contains("rule=1 "), "{debug}");
 }
