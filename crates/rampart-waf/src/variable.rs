@@ -346,8 +346,14 @@ pub enum Selector {
     All,
     /// One key, stored lowercased (lookups are case-insensitive), with its hash.
     Key(String, u64),
-    /// Keys matching a regex (`ARGS:/^id_/`).
+    /// Keys matching a regex (`ARGS:/[0-9]$/`).
     Regex(Regex),
+    /// A regex that is `^` and literal text (`TX:/^header_name_920450_/`): a prefix test
+    /// on the lowercased key, not a regex search per key.
+    Prefix(String),
+    /// A regex that is only literal text (`!REQUEST_COOKIES:/__utm/`, in the exclusions
+    /// of dozens of CRS rules): a substring test on the lowercased key.
+    Contains(String),
 }
 
 impl Selector {
@@ -363,7 +369,7 @@ impl Selector {
         match self {
             Selector::All => true,
             Selector::Key(k, h) => *h == khash && k == lkey,
-            Selector::Regex(r) => r.is_match(lkey),
+            other => other.matches(lkey),
         }
     }
 
@@ -373,6 +379,8 @@ impl Selector {
             Selector::All => true,
             Selector::Key(k, _) => k == lkey,
             Selector::Regex(r) => r.is_match(lkey),
+            Selector::Prefix(p) => lkey.starts_with(p.as_str()),
+            Selector::Contains(c) => memchr::memmem::find(lkey.as_bytes(), c.as_bytes()).is_some(),
         }
     }
 }
@@ -424,6 +432,20 @@ pub struct Targets {
 pub fn parse_selector(sel: &str) -> Result<Selector, String> {
     if sel.len() >= 2 && sel.starts_with('/') && sel.ends_with('/') {
         let pat = &sel[1..sel.len() - 1];
+        // Keys are compared lowercased and the regex is case-insensitive, so literal
+        // patterns become plain string tests on the lowercased text.
+        let literal = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if let Some(rest) = pat.strip_prefix('^') {
+            if literal(rest) {
+                return Ok(Selector::Prefix(rest.to_ascii_lowercase()));
+            }
+        } else if literal(pat) {
+            return Ok(Selector::Contains(pat.to_ascii_lowercase()));
+        }
         let re = regex::RegexBuilder::new(pat)
             .case_insensitive(true)
             .build()
@@ -510,6 +532,49 @@ pub fn parse_targets(s: &str) -> Result<Targets, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Literal key regexes become string tests that select exactly what the regex did.
+    #[test]
+    fn literal_key_regexes_become_string_tests() {
+        let cases = [
+            ("/^header_name_920450_/", true),
+            ("/__utm/", false),
+            ("/^a-b/", true),
+        ];
+        for (sel, prefix) in cases {
+            let s = parse_selector(sel).unwrap_or(Selector::All);
+            assert!(
+                matches!(
+                    (&s, prefix),
+                    (Selector::Prefix(_), true) | (Selector::Contains(_), false)
+                ),
+                "{sel}: {s:?}"
+            );
+            let re = regex::RegexBuilder::new(&sel[1..sel.len() - 1])
+                .case_insensitive(true)
+                .build()
+                .unwrap_or_else(|_| regex::Regex::new("$^").unwrap_or_else(|_| unreachable!()));
+            for key in [
+                "header_name_920450_host",
+                "x-header_name_920450_",
+                "__utma",
+                "x__utmz",
+                "a-b",
+                "xa-b",
+                "",
+                "HEADER_NAME_920450_X",
+            ] {
+                let lkey = key.to_ascii_lowercase();
+                assert_eq!(s.matches(&lkey), re.is_match(&lkey), "{sel} on {key}");
+            }
+        }
+        // Anything with a metacharacter stays a regex.
+        assert!(matches!(parse_selector("/^a|b$/"), Ok(Selector::Regex(_))));
+        assert!(matches!(
+            parse_selector("/^id_[0-9]+/"),
+            Ok(Selector::Regex(_))
+        ));
+    }
 
     #[test]
     fn parses_targets_with_regex_and_exclusions() {
