@@ -33,6 +33,13 @@ pub enum Command {
     Check(ConfigArg),
     /// Tell the running instance to reload its config (validates locally first).
     Reload(ConfigArg),
+    /// Print a shell completion script (e.g. `rampart completions bash > /etc/bash_completion.d/rampart`).
+    Completions {
+        /// Shell to generate for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page in roff (e.g. `rampart manpage > rampart.1; man ./rampart.1`).
+    Manpage,
 }
 
 #[derive(Debug, clap::Args)]

@@ -37,11 +37,43 @@ fn main() -> ExitCode {
         Some(Command::Proxy(a)) => run::proxy(a, &cli.log_level, cli.workers),
         Some(Command::Check(a)) => return run::check(&a.config),
         Some(Command::Reload(a)) => return run::reload(&a.config),
+        Some(Command::Completions { shell }) => {
+            // Rendered into memory first: the generator panics on a write error (a closed
+            // pipe), printing does not.
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rampart", &mut out);
+            return print_out(&out);
+        }
+        Some(Command::Manpage) => {
+            let cmd = <cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            return match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => print_out(&out),
+                Err(e) => {
+                    eprintln!("rampart: man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rampart: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error worth a trace.
+fn print_out(out: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart: {e}");
             ExitCode::FAILURE
         }
     }

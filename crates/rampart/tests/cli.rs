@@ -132,3 +132,37 @@ fn serve_rejects_missing_directory() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
 }
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    let o = rampart(&["completions", "bash"]);
+    assert!(o.status.success());
+    let bash = String::from_utf8_lossy(&o.stdout);
+    assert!(bash.contains("_rampart()"), "{bash}");
+    for sub in [
+        "serve",
+        "proxy",
+        "check",
+        "reload",
+        "completions",
+        "manpage",
+    ] {
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+    }
+    let o = rampart(&["completions", "zsh"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("#compdef rampart"));
+    let o = rampart(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "unknown shell is a usage error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid value 'tcsh'"));
+
+    let o = rampart(&["manpage"]);
+    assert!(o.status.success());
+    let man = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH rampart 1"),
+        "{man}"
+    );
+    assert!(man.contains(".TH rampart 1"), "{man}");
+    assert!(man.contains("serve"), "{man}");
+}
