@@ -144,7 +144,10 @@ async fn serve_h2<S: HttpService>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let service = service.clone();
         let state = state.clone();
-        async move {
+        // Boxed: hyper runs each stream as a task holding this future by value, and the
+        // pipeline's future is several KiB; moving it through the task's stages cost more
+        // than one allocation (callgrind).
+        Box::pin(async move {
             state.request_started();
             let guard = InFlight(state);
             let resp = service.call(req.map(RequestBody::H2), &info).await;
@@ -152,7 +155,7 @@ async fn serve_h2<S: HttpService>(
                 body,
                 _guard: guard,
             }))
-        }
+        })
     });
     let conn = settings.h2.serve_connection(io, svc);
     tokio::pin!(conn);
