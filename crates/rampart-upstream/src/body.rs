@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use crate::h1::Decoder;
+use crate::h1::{Decoder, Upload};
 use crate::peer::{Conn, InFlight};
 
 /// A boxed request body stream.
@@ -137,8 +137,9 @@ pub struct ResBody {
 enum Inner {
     /// hyper's connection (HTTP/2, and HTTP/1 upgrades).
     Hyper(Incoming),
-    /// Our HTTP/1 connection's buffer and socket (`h1/`), framed by this decoder.
-    Wire(Decoder),
+    /// Our HTTP/1 connection's buffer and socket (`h1/`), framed by this decoder; with the
+    /// rest of a request body still going out when the server answered before it ended.
+    Wire(Decoder, Option<Box<Upload>>),
 }
 
 impl ResBody {
@@ -163,14 +164,16 @@ impl ResBody {
     /// A body read from our own HTTP/1 connection.
     pub(crate) fn wire(
         decoder: Decoder,
+        upload: Option<Upload>,
         conn: Conn,
         reuse: bool,
         inflight: InFlight,
         read_timeout: Duration,
     ) -> Self {
+        // A response complete before the request body: its rest is not sent (see `finish`).
         let end = decoder.is_done();
         Self::build(
-            Inner::Wire(decoder),
+            Inner::Wire(decoder, upload.map(Box::new)),
             end,
             conn,
             reuse,
@@ -203,8 +206,10 @@ impl ResBody {
 
     fn finish(&mut self) {
         if let Some(mut c) = self.conn.take() {
-            // Bytes after a complete response were never asked for: not a reusable connection.
-            let clean = c.wire().is_none_or(|w| w.buf.is_empty());
+            // Bytes after a complete response were never asked for, and a request body still
+            // going out has no end the server could find: either way not reusable.
+            let uploading = matches!(&self.inner, Inner::Wire(_, Some(_)));
+            let clean = !uploading && c.wire().is_none_or(|w| w.buf.is_empty());
             if self.reuse && clean {
                 c.release();
             }
@@ -248,12 +253,22 @@ impl ResBody {
     /// The next frame of a body on our own connection.
     fn poll_wire(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         loop {
-            let Inner::Wire(dec) = &mut self.inner else {
+            let Inner::Wire(dec, upload) = &mut self.inner else {
                 return Poll::Ready(None);
             };
             let Some(w) = self.conn.as_mut().and_then(Conn::wire) else {
                 return Poll::Ready(None);
             };
+            if let Some(up) = upload {
+                match w.poll_upload(up, cx) {
+                    Ok(true) => *upload = None,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.fail();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
             match dec.decode(&mut w.buf) {
                 Ok(Some(b)) => {
                     if dec.is_done() {
@@ -338,16 +353,16 @@ impl http_body::Body for ResBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Hyper(i) => i.is_end_stream(),
-            Inner::Wire(d) => d.is_done(),
+            Inner::Wire(d, _) => d.is_done(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Hyper(i) => i.size_hint(),
-            Inner::Wire(Decoder::Length(n)) => SizeHint::with_exact(*n),
-            Inner::Wire(Decoder::Done) => SizeHint::with_exact(0),
-            Inner::Wire(_) => SizeHint::default(),
+            Inner::Wire(Decoder::Length(n), _) => SizeHint::with_exact(*n),
+            Inner::Wire(Decoder::Done, _) => SizeHint::with_exact(0),
+            Inner::Wire(..) => SizeHint::default(),
         }
     }
 }

@@ -195,7 +195,6 @@ pub(crate) async fn send(
     let streamed = matches!(req.body(), ReqBody::Stream { .. });
     let mut sent = 0usize;
     let mut seen = false;
-    let mut complete = true;
     let outcome = if streamed {
         // The head alone first: until the body is polled, a failure leaves the request whole.
         let r = poll_fn(|cx| poll_write_parts(&mut w.io, cx, &[&w.out], &mut sent)).await;
@@ -209,10 +208,11 @@ pub(crate) async fn send(
                         unsent: None,
                     });
                 };
-                let r = stream_body(w, inner, plan, head_req, &mut seen).await;
+                let mut upload = None;
+                let r = stream_body(w, Upload::new(inner, plan), head_req, &mut seen).await;
                 let r = match r {
-                    Ok(Streamed::Early(h)) => {
-                        complete = false;
+                    Ok(Streamed::Early(h, up)) => {
+                        upload = Some(up);
                         Ok(h)
                     }
                     Ok(Streamed::Sent) => tokio::time::timeout(
@@ -231,7 +231,8 @@ pub(crate) async fn send(
                     reused,
                     seen,
                     sent,
-                    complete && !close,
+                    upload,
+                    !close,
                     inflight,
                     read_timeout,
                 );
@@ -269,6 +270,7 @@ pub(crate) async fn send(
         reused,
         seen,
         sent,
+        None,
         !close,
         inflight,
         read_timeout,
@@ -286,6 +288,7 @@ fn finish(
     reused: bool,
     seen: bool,
     sent: usize,
+    upload: Option<Upload>,
     may_reuse: bool,
     inflight: InFlight,
     read_timeout: Duration,
@@ -307,7 +310,7 @@ fn finish(
             let reuse = may_reuse && h.keep_alive;
             return Ok(h
                 .resp
-                .map(|()| ResBody::wire(decoder, conn, reuse, inflight, read_timeout)));
+                .map(|()| ResBody::wire(decoder, upload, conn, reuse, inflight, read_timeout)));
         }
         Err(f) => f,
     };
@@ -349,39 +352,137 @@ fn finish(
 enum Streamed {
     /// All of it went out.
     Sent,
-    /// The server answered before taking all of it (the connection is not reused).
-    Early(head::Head),
+    /// The server answered first (an echo, an early 413): the rest of the body goes out
+    /// while the response streams back (full duplex, as hyper did), from `ResBody`.
+    Early(head::Head, Upload),
 }
 
-/// Streams a request body after its head, one frame in flight at a time (bounded: the next
-/// frame is taken only when the last one is written), while watching for an early response.
+/// A streamed request body on its way out, one frame in flight at a time (bounded: the next
+/// frame is taken only when the last one is written).
+pub(crate) struct Upload {
+    body: crate::body::BoxReqStream,
+    plan: Plan,
+    /// The chunk-size line of `data`, at the end of the array (chunked only).
+    line: [u8; 18],
+    line_len: usize,
+    data: Bytes,
+    /// CRLF after a chunk, or the last chunk.
+    tail: &'static [u8],
+    /// Bytes of line + data + tail written.
+    sent: usize,
+    total: u64,
+    ended: bool,
+}
+
+impl Upload {
+    fn new(body: crate::body::BoxReqStream, plan: Plan) -> Upload {
+        Upload {
+            body,
+            plan,
+            line: [0; 18],
+            line_len: 0,
+            data: Bytes::new(),
+            tail: b"",
+            sent: 0,
+            total: 0,
+            ended: plan == Plan::None,
+        }
+    }
+
+    /// Drives the body out until it is all written (`Ready(Ok)`), or fails.
+    fn poll_send(&mut self, io: &mut TimedStream, cx: &mut Context<'_>) -> Poll<Result<(), Fail>> {
+        loop {
+            let parts: [&[u8]; 3] = [
+                &self.line[self.line.len() - self.line_len..],
+                &self.data,
+                self.tail,
+            ];
+            let pending = parts.iter().map(|p| p.len()).sum::<usize>();
+            if self.sent < pending {
+                ready!(poll_write_parts(io, cx, &parts, &mut self.sent)).map_err(Fail::Write)?;
+                continue;
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            (self.sent, self.line_len, self.data, self.tail) = (0, 0, Bytes::new(), b"");
+            match ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(d) = frame.into_data() else {
+                        continue; // trailers: not sent to HTTP/1 servers
+                    };
+                    if d.is_empty() {
+                        continue;
+                    }
+                    self.total += d.len() as u64;
+                    match self.plan {
+                        Plan::Length(n) if self.total > n => {
+                            return Poll::Ready(Err(Fail::ClientBody(
+                                "request body longer than its Content-Length".into(),
+                            )))
+                        }
+                        Plan::Chunked => {
+                            self.line_len = encode::chunk_line(d.len(), &mut self.line).len();
+                            self.tail = b"\r\n";
+                        }
+                        _ => {}
+                    }
+                    self.data = d;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(Fail::ClientBody(e.to_string()))),
+                None => {
+                    self.ended = true;
+                    match self.plan {
+                        Plan::Length(n) if self.total != n => {
+                            return Poll::Ready(Err(Fail::ClientBody(
+                                "request body shorter than its Content-Length".into(),
+                            )))
+                        }
+                        Plan::Chunked => self.tail = b"0\r\n\r\n",
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Wire {
+    /// Drives `up` while the response streams; `Ok(true)` once the body is all sent.
+    pub(crate) fn poll_upload(
+        &mut self,
+        up: &mut Upload,
+        cx: &mut Context<'_>,
+    ) -> Result<bool, io::Error> {
+        match up.poll_send(&mut self.io, cx) {
+            Poll::Ready(Ok(())) => Ok(true),
+            Poll::Pending => Ok(false),
+            Poll::Ready(Err(Fail::Write(e))) => Err(e),
+            Poll::Ready(Err(f)) => Err(io::Error::other(format!("request body: {f:?}"))),
+        }
+    }
+}
+
+/// Streams a request body after its head while watching for an early response.
 async fn stream_body(
     w: &mut Wire,
-    mut body: crate::body::BoxReqStream,
-    plan: Plan,
+    mut up: Upload,
     head_req: bool,
     seen: &mut bool,
 ) -> Result<Streamed, Fail> {
-    if plan == Plan::None {
-        return Ok(Streamed::Sent);
-    }
-    let mut line = [0u8; 18];
-    let mut line_len = 0usize;
-    let mut data = Bytes::new();
-    let mut tail: &'static [u8] = b"";
-    let mut sent = 0usize;
-    let mut total = 0u64;
-    let mut ended = false;
     let mut eof = false;
+    let mut early = None;
     poll_fn(|cx| loop {
-        // An answer before the body is done (say 413): take it, stop sending.
         if !eof {
             match w.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => eof = true,
                 Poll::Ready(Ok(_)) => {
                     *seen = true;
                     match head::parse(&mut w.buf, w.max, head_req) {
-                        Ok(Parsed::Final(h)) => return Poll::Ready(Ok(Streamed::Early(h))),
+                        Ok(Parsed::Final(h)) => {
+                            early = Some(h);
+                            return Poll::Ready(Ok(()));
+                        }
                         Ok(_) => {}
                         Err(e) => return Poll::Ready(Err(Fail::Head(e))),
                     }
@@ -391,55 +492,11 @@ async fn stream_body(
                 Poll::Pending => {}
             }
         }
-        let start = line.len() - line_len;
-        let parts: [&[u8]; 3] = [&line[start..], &data, tail];
-        let pending = parts.iter().map(|p| p.len()).sum::<usize>();
-        if sent < pending {
-            ready!(poll_write_parts(&mut w.io, cx, &parts, &mut sent)).map_err(Fail::Write)?;
-            continue;
-        }
-        if ended {
-            return Poll::Ready(Ok(Streamed::Sent));
-        }
-        (sent, line_len, data, tail) = (0, 0, Bytes::new(), b"");
-        match ready!(body.as_mut().poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                let Ok(d) = frame.into_data() else {
-                    continue; // trailers: HTTP/1.1 requests carry none from us
-                };
-                if d.is_empty() {
-                    continue;
-                }
-                total += d.len() as u64;
-                match plan {
-                    Plan::Length(n) if total > n => {
-                        return Poll::Ready(Err(Fail::ClientBody(
-                            "request body longer than its Content-Length".into(),
-                        )))
-                    }
-                    Plan::Chunked => {
-                        // The line sits at the array's end (see `start` above).
-                        line_len = encode::chunk_line(d.len(), &mut line).len();
-                        tail = b"\r\n";
-                    }
-                    _ => {}
-                }
-                data = d;
-            }
-            Some(Err(e)) => return Poll::Ready(Err(Fail::ClientBody(e.to_string()))),
-            None => {
-                ended = true;
-                match plan {
-                    Plan::Length(n) if total != n => {
-                        return Poll::Ready(Err(Fail::ClientBody(
-                            "request body shorter than its Content-Length".into(),
-                        )))
-                    }
-                    Plan::Chunked => tail = b"0\r\n\r\n",
-                    _ => {}
-                }
-            }
-        }
+        return up.poll_send(&mut w.io, cx);
     })
-    .await
+    .await?;
+    Ok(match early {
+        Some(h) => Streamed::Early(h, up),
+        None => Streamed::Sent,
+    })
 }
