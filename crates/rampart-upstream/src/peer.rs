@@ -627,8 +627,9 @@ impl Peer {
     }
 }
 
-/// The outcome of [`send`] when it fails: the error, and the request back when hyper never
-/// serialized it (a stale pooled connection), so it can go out on another connection as is.
+/// The outcome of [`send`] when it fails: the error, and the request back when it never went
+/// out (a stale pooled connection), or went out on a reused connection that died before any
+/// answer and its method is idempotent, so it can go out on another connection as is.
 pub struct SendFailure {
     /// Why.
     pub error: UpstreamError,
