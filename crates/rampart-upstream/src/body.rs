@@ -264,8 +264,12 @@ impl ResBody {
                     Ok(true) => *upload = None,
                     Ok(false) => {}
                     Err(e) => {
-                        self.fail();
-                        return Poll::Ready(Some(Err(e)));
+                        // The server stopped taking the body (it answered early, say 413, and
+                        // closed) or the client's body failed: the answer still stands, the
+                        // connection does not.
+                        tracing::debug!(error = %e, "request body upload ended early");
+                        *upload = None;
+                        self.reuse = false;
                     }
                 }
             }

@@ -237,3 +237,48 @@ fn bad_chunk_size_ends_the_response_early() {
     assert!(!text.ends_with("0\r\n\r\n"), "{text}");
     assert!(!text.contains("more"), "{text}");
 }
+
+#[test]
+fn early_answer_to_a_streamed_upload_reaches_the_client() {
+    // The server answers from the head alone, then drains the body (a lingering close): the
+    // proxy must take the answer while the upload still runs, not wait for it to end.
+    let (port, _) = raw_server(|mut r| {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let s = r.get_mut();
+        let _ = s.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big",
+        );
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+    });
+    let rp = Rampart::with_config(&config(port));
+    let s = TcpStream::connect(("127.0.0.1", rp.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let len = 1 << 20;
+    let writer = std::thread::spawn(move || {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = w.write_all(head.as_bytes());
+        let chunk = vec![b'u'; 64 << 10];
+        for _ in 0..(len / chunk.len()) {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false).expect("a response");
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.text(), "too big");
+    writer.join().unwrap();
+}
