@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use crate::h1::{Decoder, Upload};
 use crate::peer::{Conn, InFlight};
 
 /// A boxed request body stream.
@@ -122,7 +123,7 @@ impl http_body::Body for ReqBody {
 /// when it is dropped early (the client left) the connection is closed, which cancels the
 /// upstream request. A read stalled past `read_timeout` ends it with an error.
 pub struct ResBody {
-    inner: Incoming,
+    inner: Inner,
     /// The connection, driven from here until the body ends.
     conn: Option<Conn>,
     /// Whether it may go back to the pool afterwards.
@@ -132,9 +133,58 @@ pub struct ResBody {
     stall: Option<Pin<Box<Sleep>>>,
 }
 
+/// Where the body comes from.
+enum Inner {
+    /// hyper's connection (HTTP/2, and HTTP/1 upgrades).
+    Hyper(Incoming),
+    /// Our HTTP/1 connection's buffer and socket (`h1/`), framed by this decoder; with the
+    /// rest of a request body still going out when the server answered before it ended.
+    Wire(Decoder, Option<Box<Upload>>),
+}
+
 impl ResBody {
     pub(crate) fn new(
         inner: Incoming,
+        conn: Conn,
+        reuse: bool,
+        inflight: InFlight,
+        read_timeout: Duration,
+    ) -> Self {
+        let end = http_body::Body::is_end_stream(&inner);
+        Self::build(
+            Inner::Hyper(inner),
+            end,
+            conn,
+            reuse,
+            inflight,
+            read_timeout,
+        )
+    }
+
+    /// A body read from our own HTTP/1 connection.
+    pub(crate) fn wire(
+        decoder: Decoder,
+        upload: Option<Upload>,
+        conn: Conn,
+        reuse: bool,
+        inflight: InFlight,
+        read_timeout: Duration,
+    ) -> Self {
+        // A response complete before the request body: its rest is not sent (see `finish`).
+        let end = decoder.is_done();
+        Self::build(
+            Inner::Wire(decoder, upload.map(Box::new)),
+            end,
+            conn,
+            reuse,
+            inflight,
+            read_timeout,
+        )
+    }
+
+    fn build(
+        inner: Inner,
+        end: bool,
         conn: Conn,
         reuse: bool,
         inflight: InFlight,
@@ -148,15 +198,19 @@ impl ResBody {
             read_timeout,
             stall: None,
         };
-        if http_body::Body::is_end_stream(&b.inner) {
+        if end {
             b.finish();
         }
         b
     }
 
     fn finish(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if self.reuse {
+        if let Some(mut c) = self.conn.take() {
+            // Bytes after a complete response were never asked for, and a request body still
+            // going out has no end the server could find: either way not reusable.
+            let uploading = matches!(&self.inner, Inner::Wire(_, Some(_)));
+            let clean = !uploading && c.wire().is_none_or(|w| w.buf.is_empty());
+            if self.reuse && clean {
                 c.release();
             }
         }
@@ -167,6 +221,100 @@ impl ResBody {
         // Dropping the connection closes it: a half-read response cannot be reused.
         self.conn.take();
         self.inflight.take();
+    }
+
+    /// Arms (or polls) the read timeout while no bytes come.
+    fn poll_stall(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let timeout = self.read_timeout;
+        let s = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match s.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.fail();
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "upstream sent nothing within read_timeout",
+                ))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn data_read(&mut self) {
+        if let Some(s) = self.stall.as_mut() {
+            s.as_mut().reset(Instant::now() + self.read_timeout);
+        }
+    }
+
+    /// The next frame of a body on our own connection.
+    fn poll_wire(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        loop {
+            let Inner::Wire(dec, upload) = &mut self.inner else {
+                return Poll::Ready(None);
+            };
+            let Some(w) = self.conn.as_mut().and_then(Conn::wire) else {
+                return Poll::Ready(None);
+            };
+            if let Some(up) = upload {
+                match w.poll_upload(up, cx) {
+                    Ok(true) => *upload = None,
+                    Ok(false) => {}
+                    Err(e) => {
+                        // The server stopped taking the body (it answered early, say 413, and
+                        // closed) or the client's body failed: the answer still stands, the
+                        // connection does not.
+                        tracing::debug!(error = %e, "request body upload ended early");
+                        *upload = None;
+                        self.reuse = false;
+                    }
+                }
+            }
+            match dec.decode(&mut w.buf) {
+                Ok(Some(b)) => {
+                    if dec.is_done() {
+                        self.finish();
+                    } else {
+                        self.data_read();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                Ok(None) if dec.is_done() => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail();
+                    return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))));
+                }
+            }
+            match w.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    if *dec == Decoder::Close {
+                        // The end of a close-delimited body; the connection is spent.
+                        *dec = Decoder::Done;
+                        self.reuse = false;
+                        self.finish();
+                        return Poll::Ready(None);
+                    }
+                    self.fail();
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before the body ended",
+                    ))));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.fail();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
     }
 }
 
@@ -179,15 +327,18 @@ impl http_body::Body for ResBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        let Inner::Hyper(inner) = &mut this.inner else {
+            return this.poll_wire(cx);
+        };
         if let Some(c) = this.conn.as_mut() {
             c.drive(cx);
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
-                if http_body::Body::is_end_stream(&this.inner) {
+                if http_body::Body::is_end_stream(&*inner) {
                     this.finish();
-                } else if let Some(s) = this.stall.as_mut() {
-                    s.as_mut().reset(Instant::now() + this.read_timeout);
+                } else {
+                    this.data_read();
                 }
                 Poll::Ready(Some(Ok(f)))
             }
@@ -199,31 +350,24 @@ impl http_body::Body for ResBody {
                 this.finish();
                 Poll::Ready(None)
             }
-            Poll::Pending => {
-                let timeout = this.read_timeout;
-                let s = this
-                    .stall
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match s.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.fail();
-                        Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "upstream sent nothing within read_timeout",
-                        ))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => this.poll_stall(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper(i) => i.is_end_stream(),
+            Inner::Wire(d, _) => d.is_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Hyper(i) => i.size_hint(),
+            Inner::Wire(Decoder::Length(n), _) => SizeHint::with_exact(*n),
+            Inner::Wire(Decoder::Done, _) => SizeHint::with_exact(0),
+            Inner::Wire(..) => SizeHint::default(),
+        }
     }
 }
 

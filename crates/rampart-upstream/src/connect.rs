@@ -69,6 +69,11 @@ impl TimedStream {
         }
     }
 
+    /// The stream itself.
+    pub(crate) fn get_ref(&self) -> &Stream {
+        &self.inner
+    }
+
     /// Runs a write; on `Pending`, arms (or polls) the stall timer.
     fn timed<T>(
         &mut self,

@@ -25,7 +25,7 @@ pub enum UpstreamError {
     Broken {
         /// Server address.
         peer: String,
-        /// hyper's description.
+        /// What broke (hyper's description, or our HTTP/1 client's).
         reason: String,
     },
     /// The server accepted no request bytes within `send_timeout`.

@@ -10,6 +10,7 @@ mod budget;
 mod connect;
 pub mod dns;
 mod error;
+mod h1;
 mod health;
 mod peer;
 mod proxy_header;

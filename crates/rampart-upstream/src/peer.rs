@@ -112,9 +112,12 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The request side of a connection.
-enum Tx {
+pub(crate) enum Tx {
+    /// hyper's HTTP/1 client: upgradable connections (WebSocket) only.
     H1(http1::SendRequest<ReqBody>),
     H2(http2::SendRequest<ReqBody>),
+    /// Our own HTTP/1 client (`h1/`): every other HTTP/1 request.
+    Own(crate::h1::Wire),
 }
 
 impl Tx {
@@ -122,8 +125,18 @@ impl Tx {
         match self {
             Tx::H1(t) => t.is_closed(),
             Tx::H2(t) => t.is_closed(),
+            // Checked when taken from the pool (`Wire::idle_ok`).
+            Tx::Own(_) => false,
         }
     }
+}
+
+/// Whether ordinary HTTP/1 requests use our own client (`h1/`). On unless the environment
+/// sets `RAMPART_UPSTREAM_H1=hyper`: a way back to hyper's client if a server turns out to
+/// need it, without a rebuild.
+fn own_h1() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| std::env::var("RAMPART_UPSTREAM_H1").map_or(true, |v| v != "hyper"))
 }
 
 /// The I/O half of a client connection. It is polled by whichever task uses the connection
@@ -133,13 +146,14 @@ type Driver = Pin<Box<http1::Connection<TokioIo<TimedStream>, ReqBody>>>;
 
 /// A connection checked out of a server's pool for one request.
 pub struct Conn {
-    tx: Tx,
-    /// `None` when a spawned task drives it (upgrades, HTTP/2) or once it has ended.
+    pub(crate) tx: Tx,
+    /// `None` when a spawned task drives it (upgrades, HTTP/2), once it has ended, and for
+    /// our own HTTP/1 client (driven by `send` and `ResBody` directly).
     driver: Option<Driver>,
-    uses: u64,
+    pub(crate) uses: u64,
     /// May go back to the pool (not when it carries one client's PROXY header).
     pooled: bool,
-    peer: Arc<Peer>,
+    pub(crate) peer: Arc<Peer>,
 }
 
 impl Conn {
@@ -154,6 +168,24 @@ impl Conn {
                 }
             },
             None => !self.tx.is_closed(),
+        }
+    }
+
+    /// Our own HTTP/1 connection's state, if it is one.
+    pub(crate) fn wire(&mut self) -> Option<&mut crate::h1::Wire> {
+        match &mut self.tx {
+            Tx::Own(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// Whether an idle pooled connection is still good for a request.
+    fn idle_ok(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.tx {
+            Tx::Own(w) => w.idle_ok(),
+            // Nobody polled it while idle: let it notice a close from the server and finish
+            // the last exchange's bookkeeping before it is trusted with a request.
+            _ => self.drive(cx) && !self.tx.is_closed(),
         }
     }
 
@@ -402,10 +434,8 @@ impl Peer {
             if now.duration_since(since) > self.pool.idle_timeout {
                 continue;
             }
-            // Nobody polled it while idle: let it notice a close from the server and finish
-            // the last exchange's bookkeeping before it is trusted with a request.
-            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.drive(cx))).await;
-            if !alive || conn.tx.is_closed() {
+            let alive = std::future::poll_fn(|cx| Poll::Ready(conn.idle_ok(cx))).await;
+            if !alive {
                 continue;
             }
             return Ok(conn);
@@ -545,9 +575,14 @@ impl Peer {
 
     fn checkin(&self, c: Conn) {
         let uses = c.uses;
+        let driven = match c.tx {
+            Tx::H1(_) => c.driver.is_some(),
+            Tx::Own(_) => true,
+            Tx::H2(_) => false,
+        };
         if c.tx.is_closed()
             || !c.pooled
-            || c.driver.is_none()
+            || !driven
             || self.pool.max_idle == 0
             || (self.pool.max_requests > 0 && uses >= self.pool.max_requests)
             || self.settings.down
@@ -567,8 +602,12 @@ impl Peer {
     /// Closes idle connections past their idle timeout.
     pub(crate) fn sweep(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|c| {
-            !c.conn.tx.is_closed() && now.duration_since(c.since) <= self.pool.idle_timeout
+        idle.retain_mut(|c| {
+            let open = match &mut c.conn.tx {
+                Tx::Own(w) => w.idle_ok(),
+                t => !t.is_closed(),
+            };
+            open && now.duration_since(c.since) <= self.pool.idle_timeout
         });
         drop(idle);
         // The shared HTTP/2 connection closes when unused past the idle timeout (not while
@@ -588,8 +627,9 @@ impl Peer {
     }
 }
 
-/// The outcome of [`send`] when it fails: the error, and the request back when hyper never
-/// serialized it (a stale pooled connection), so it can go out on another connection as is.
+/// The outcome of [`send`] when it fails: the error, and the request back when it never went
+/// out (a stale pooled connection), or went out on a reused connection that died before any
+/// answer and its method is idempotent, so it can go out on another connection as is.
 pub struct SendFailure {
     /// Why.
     pub error: UpstreamError,
@@ -607,8 +647,11 @@ pub async fn send(
     body_done: Option<Arc<BodySignal>>,
     inflight: InFlight,
 ) -> Result<Response<ResBody>, SendFailure> {
-    let peer = conn.peer.clone();
     conn.uses += 1;
+    if matches!(conn.tx, Tx::Own(_)) {
+        return crate::h1::send(conn, req, read_timeout, inflight).await;
+    }
+    let peer = conn.peer.clone();
     let h2 = matches!(conn.tx, Tx::H2(_));
     let outcome = {
         let Conn { tx, driver, .. } = &mut conn;
@@ -622,12 +665,21 @@ pub async fn send(
                 let stall = Some(peer.send_timeout);
                 head(fut, &mut None, read_timeout, stall, body_done).await
             }
+            // Sent by `h1::send` above; never reached.
+            Tx::Own(_) => Head::Misrouted,
         }
     };
     match outcome {
         Head::ReadTimeout => Err(SendFailure {
             error: UpstreamError::ReadTimeout {
                 peer: peer.label.clone(),
+            },
+            unsent: None,
+        }),
+        Head::Misrouted => Err(SendFailure {
+            error: UpstreamError::Broken {
+                peer: peer.label.clone(),
+                reason: "internal: request on the wrong connection kind".into(),
             },
             unsent: None,
         }),
@@ -665,6 +717,7 @@ enum Head {
     Done(Sent),
     ReadTimeout,
     SendStalled,
+    Misrouted,
 }
 
 /// Waits for the response head of `fut`, polling `driver` (HTTP/1) alongside. With a
@@ -817,6 +870,19 @@ impl Peer {
             // when this request's response is done with it.
             let tx = self.handshake_h2(stream).await?;
             return Ok(self.h2_conn(tx));
+        }
+        if !upgrades && own_h1() {
+            return Ok(Conn {
+                tx: Tx::Own(crate::h1::Wire::new(
+                    stream,
+                    self.send_timeout,
+                    self.pool.buffer_size,
+                )),
+                driver: None,
+                uses: 0,
+                pooled: false,
+                peer: self.clone(),
+            });
         }
         let io = TokioIo::new(TimedStream::new(stream, self.send_timeout));
         // A fixed read buffer: hyper's adaptive one grows to ~400 KiB per connection on
