@@ -8,6 +8,7 @@
 #   TARGET...           default: every target in fuzz/fuzz_targets
 #     config_parse         any text through the config loader: a config or located errors
 #     request_head         any bytes as a client connection through the server and pipeline
+#     upstream_response    any bytes as an upstream's response to the HTTP/1 client (head + body)
 #     waf_seclang          any text through the SecLang parser (regex compilation included)
 #     waf_transforms       every transformation plus short chains
 #     waf_libinjection     @detectSQLi / @detectXSS (libinjectionrs) on any bytes
@@ -54,11 +55,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-# request_head needs the server crates (the fuzz crate's default `server` feature); the other
+# request_head and upstream_response need the server crates (the fuzz crate's default `server` feature); the other
 # targets build without them, which takes a fraction of the time.
 opts=(-O --debug-assertions --sanitizer "${RAMPART_FUZZ_SANITIZER:-address}")
 need_server=0
-for t in "${targets[@]}"; do [ "$t" = request_head ] && need_server=1; done
+for t in "${targets[@]}"; do
+  case "$t" in request_head | upstream_response) need_server=1 ;; esac
+done
 [ "$need_server" = 1 ] || opts+=(--no-default-features)
 
 cd fuzz

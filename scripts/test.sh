@@ -46,7 +46,7 @@ fi
 # the fuzz build, ASan) it took 8 min with a one-job build on a shared machine (docs/waf.md).
 fuzz_secs="${RAMPART_FUZZ_SECONDS:-10}"
 if [ "$fuzz_secs" != 0 ]; then
-  ./scripts/fuzz.sh "$fuzz_secs" config_parse request_head waf_seclang waf_transforms \
+  ./scripts/fuzz.sh "$fuzz_secs" config_parse request_head upstream_response waf_seclang waf_transforms \
     waf_libinjection waf_body_urlencoded waf_body_multipart waf_body_json waf_body_xml
 else
   echo "RAMPART_FUZZ_SECONDS=0: skipping the fuzz run" >&2

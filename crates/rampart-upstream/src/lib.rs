@@ -10,6 +10,8 @@ mod budget;
 mod connect;
 pub mod dns;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod health;
 mod peer;

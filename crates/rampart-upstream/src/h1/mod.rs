@@ -8,9 +8,9 @@
 //! read buffer; the body leaves that buffer as `Bytes` split off it (see `ResBody`). Upgrades
 //! (WebSocket) and health checks stay on hyper.
 
-mod decode;
+pub(crate) mod decode;
 mod encode;
-mod head;
+pub(crate) mod head;
 
 use std::future::poll_fn;
 use std::io;
