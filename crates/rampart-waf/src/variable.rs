@@ -535,6 +535,7 @@ mod tests {
 
     /// Literal key regexes become string tests that select exactly what the regex did.
     #[test]
+    #[allow(clippy::regex_creation_in_loops)] // one regex per case, compared against
     fn literal_key_regexes_become_string_tests() {
         let cases = [
             ("/^header_name_920450_/", true),
