@@ -61,24 +61,16 @@ impl Collection {
 
     /// Adds a value, keeping earlier ones with the same key (ARGS, headers).
     pub fn add(&mut self, key: &str, value: &[u8]) {
-        let k: Arc<str> = Arc::from(key);
-        let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
-            Arc::from(key.to_ascii_lowercase())
-        } else {
-            k.clone()
-        };
-        self.push(Entry {
-            key: k,
-            khash: key_hash(key),
-            kbytes: Arc::from(key.as_bytes()),
-            lkey,
-            value: Arc::from(value),
-        });
+        self.push(Self::entry(Arc::from(key), Arc::from(value)));
     }
 
     /// An entry for `key` with an empty value, to be reused by [`Collection::push_keyed`]
     /// (MATCHED_VARS names repeat: building them once spares three allocations a match).
     pub fn keyed(key: Arc<str>) -> Entry {
+        Self::entry(key, Arc::from(&[][..]))
+    }
+
+    fn entry(key: Arc<str>, value: Arc<[u8]>) -> Entry {
         let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
             Arc::from(key.to_ascii_lowercase())
         } else {
@@ -89,15 +81,14 @@ impl Collection {
             kbytes: Arc::from(key.as_bytes()),
             key,
             lkey,
-            value: Arc::from(&[][..]),
+            value,
         }
     }
 
     /// `set` for a key prepared by [`Collection::keyed`] (no key allocation).
     pub fn set_keyed(&mut self, proto: &Entry, value: &[u8]) {
-        match self.position(&proto.lkey, proto.khash) {
-            Some(_) => self.set(&proto.lkey, value),
-            None => self.push_keyed(proto, Arc::from(value)),
+        if !self.replace(&proto.lkey, proto.khash, value) {
+            self.push_keyed(proto, Arc::from(value));
         }
     }
 
@@ -111,24 +102,30 @@ impl Collection {
 
     /// Replaces every value under `key` with one value (TX semantics).
     pub fn set(&mut self, key: &str, value: &[u8]) {
-        let h = key_hash(key);
-        match self.position(key, h) {
-            Some(pos) => {
-                if *self.entries[pos].value != *value {
-                    self.entries[pos].value = Arc::from(value);
-                }
-                let mut i = pos + 1;
-                while i < self.entries.len() {
-                    if self.hashes[i] == h && self.entries[i].lkey.eq_ignore_ascii_case(key) {
-                        self.entries.remove(i);
-                        self.hashes.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            None => self.add(key, value),
+        if !self.replace(key, key_hash(key), value) {
+            self.add(key, value);
         }
+    }
+
+    /// Puts `value` in the first entry under `key` (hash `h`) and drops the later ones;
+    /// false when there is none.
+    fn replace(&mut self, key: &str, h: u64, value: &[u8]) -> bool {
+        let Some(pos) = self.position(key, h) else {
+            return false;
+        };
+        if *self.entries[pos].value != *value {
+            self.entries[pos].value = Arc::from(value);
+        }
+        let mut i = pos + 1;
+        while i < self.entries.len() {
+            if self.hashes[i] == h && self.entries[i].lkey.eq_ignore_ascii_case(key) {
+                self.entries.remove(i);
+                self.hashes.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        true
     }
 
     pub fn remove(&mut self, key: &str) {

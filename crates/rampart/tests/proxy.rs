@@ -18,26 +18,6 @@ fn upstream_name(r: &Resp) -> String {
     r.header("x-upstream").unwrap_or("-").to_string()
 }
 
-fn proxy_config(upstream: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{{admin}}"
-
-{upstream}
-
-[[server]]
-listen = ["127.0.0.1:{{port}}"]
-access_log = {{ path = "off" }}
-
-[[server.route]]
-prefix = "/"
-proxy = "app"
-{route_extra}
-"#
-    )
-}
-
 #[test]
 fn smooth_weighted_round_robin_follows_nginx_order() {
     let a = Upstream::start("a");

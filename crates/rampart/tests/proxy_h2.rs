@@ -19,20 +19,9 @@ use common::*;
 type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 fn config(servers: &str, group_extra: &str) -> String {
-    format!(
-        r#"
-[[server]]
-listen = ["127.0.0.1:{{port}}"]
-access_log = {{ path = "off" }}
-
-[[server.route]]
-prefix = "/"
-proxy = "app"
-
-[upstream.app]
-servers = [{servers}]
-{group_extra}
-"#
+    proxy_config(
+        &format!("[upstream.app]\nservers = [{servers}]\n{group_extra}"),
+        "",
     )
 }
 

@@ -19,26 +19,6 @@ fn name(r: &Resp) -> String {
     r.header("x-upstream").unwrap_or("-").to_string()
 }
 
-fn config(upstream: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{{admin}}"
-
-{upstream}
-
-[[server]]
-listen = ["127.0.0.1:{{port}}"]
-access_log = {{ path = "off" }}
-
-[[server.route]]
-prefix = "/"
-proxy = "app"
-{route_extra}
-"#
-    )
-}
-
 fn servers(ups: &[&Upstream]) -> String {
     let list: Vec<String> = ups.iter().map(|u| format!("\"{}\"", u.addr())).collect();
     list.join(", ")
@@ -104,7 +84,7 @@ fn ip_hash_pins_each_client_address_and_spreads_addresses() {
         "[upstream.app]\nservers = [{}]\nbalance = \"ip_hash\"",
         servers(&refs)
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     // Clients on different loopback addresses (127.0.0.0/8 is all local on Linux).
     let mut first: HashMap<String, String> = HashMap::new();
     for i in 1..=30 {
@@ -139,7 +119,7 @@ fn ip_hash_uses_x_forwarded_for_from_trusted_proxies() {
     );
     let cfg = format!(
         "[global]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}",
-        config(&up, "")
+        proxy_config(&up, "")
     );
     let r = Rampart::with_config(&cfg);
     let mut cl = Client::new(r.port);
@@ -170,7 +150,7 @@ fn random_follows_weights_over_many_requests() {
         b.addr(),
         c.addr()
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let mut cl = Client::new(r.port);
     let mut counts: HashMap<String, u32> = HashMap::new();
     for _ in 0..2000 {
@@ -198,7 +178,7 @@ slow_start = "6s"
 health_check = {{ path = "/health", interval = "100ms", timeout = "1s", rise = 1, fall = 1 }}"#,
         servers(&[&a, &b])
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let mut cl = Client::new(r.port);
     b.set_healthy(false);
     assert_eq!(
@@ -243,7 +223,7 @@ fn drain_by_reload_finishes_in_flight_and_takes_no_new_requests() {
     let a = Upstream::start("a");
     let b = Upstream::start("b");
     let up = format!("[upstream.app]\nservers = [{}]", servers(&[&a, &b]));
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let port = r.port;
     // Two long requests: round robin puts one on each server.
     let long: Vec<_> = (0..2)
@@ -259,7 +239,7 @@ fn drain_by_reload_finishes_in_flight_and_takes_no_new_requests() {
         a.addr(),
         b.addr()
     );
-    reload(&r, &config(&drained, ""));
+    reload(&r, &proxy_config(&drained, ""));
     let mut cl = Client::new(port);
     for _ in 0..20 {
         let resp = cl.get("/", &[]);
@@ -287,7 +267,7 @@ fn sticky_learn_follows_the_application_session_cookie() {
         "[upstream.app]\nservers = [{}]\nsticky = {{ learn = \"JSESSIONID\" }}",
         servers(&refs)
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let mut cl = Client::new(r.port);
     let mut owner: HashMap<&str, String> = HashMap::new();
     for sid in ["abc", "def", "ghi"] {
@@ -323,7 +303,7 @@ fn unix_socket_upstream() {
         "[upstream.app]\nservers = [\"{}\"]\nhealth_check = {{ path = \"/health\", interval = \"200ms\" }}",
         a.addr()
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let mut cl = Client::new(r.port);
     for i in 0..20 {
         let resp = cl.get(&format!("/hello?i={i}"), &[]);
@@ -346,7 +326,7 @@ fn unix_socket_upstream() {
 #[test]
 fn http2_client_through_to_http1_upstream() {
     let a = Upstream::start("a");
-    let r = Rampart::with_config(&config(
+    let r = Rampart::with_config(&proxy_config(
         &format!("[upstream.app]\nservers = [\"{}\"]", a.addr()),
         "",
     ));
@@ -383,7 +363,7 @@ fn http2_client_through_to_http1_upstream() {
 #[test]
 fn client_abort_cancels_the_upstream_request() {
     let a = Upstream::start("a");
-    let r = Rampart::with_config(&config(
+    let r = Rampart::with_config(&proxy_config(
         &format!("[upstream.app]\nservers = [\"{}\"]", a.addr()),
         "",
     ));
@@ -420,7 +400,7 @@ fn send_timeout_on_an_upstream_that_reads_nothing_is_504() {
         }
     });
     let up = format!("[upstream.app]\nservers = [\"{addr}\"]\nsend_timeout = \"500ms\"\nread_timeout = \"60s\"\nretry = {{ tries = 1 }}");
-    let r = Rampart::with_config(&config(&up, "max_body_size = \"256MiB\""));
+    let r = Rampart::with_config(&proxy_config(&up, "max_body_size = \"256MiB\""));
     let s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let total: usize = 64 << 20;
@@ -452,7 +432,7 @@ fn tcp_health_check_follows_the_port_not_the_http_answer() {
         "[upstream.app]\nservers = [{}]\nhealth_check = {{ kind = \"tcp\", interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1 }}",
         servers(&[&a, &b])
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let series = "rampart_upstream_server_health_up";
     b.kill();
     assert_eq!(wait_metric(r.admin_port, series, &b.addr(), 0), Some(0));
@@ -482,7 +462,7 @@ fn http_health_check_expect_body() {
         "[upstream.app]\nservers = [{}]\nhealth_check = {{ path = \"/probe\", expect_body = \"a GET\", interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1 }}",
         servers(&[&a, &b])
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let series = "rampart_upstream_server_health_up";
     assert_eq!(wait_metric(r.admin_port, series, &b.addr(), 0), Some(0));
     assert_eq!(metric(r.admin_port, series, &a.addr()), Some(1));
@@ -500,7 +480,7 @@ fn passive_health_fail_on_5xx_ejects_and_metrics_show_it() {
         "[upstream.app]\nservers = [{}]\npassive_health = {{ max_fails = 2, fail_on_5xx = true, cooldown = \"60s\" }}",
         servers(&[&a, &b])
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     let admin = r.admin_port;
     assert_eq!(
         metric(admin, "rampart_upstream_server_up", &b.addr()),
@@ -551,7 +531,7 @@ fn without_fail_on_5xx_a_server_answering_500_stays_in() {
         "[upstream.app]\nservers = [{}]\npassive_health = {{ max_fails = 2 }}",
         servers(&[&a, &b])
     );
-    let r = Rampart::with_config(&config(&up, ""));
+    let r = Rampart::with_config(&proxy_config(&up, ""));
     b.set_failing(true);
     let mut cl = Client::new(r.port);
     let fails = (0..20).filter(|_| cl.get("/", &[]).status == 500).count();
@@ -577,7 +557,7 @@ fn without_fail_on_5xx_a_server_answering_500_stays_in() {
 fn upstream_buffer_size_bounds_the_response_head() {
     let a = Upstream::start("a");
     let small = format!("[upstream.app]\nservers = [{}]", servers(&[&a]));
-    let r = Rampart::with_config(&config(&small, ""));
+    let r = Rampart::with_config(&proxy_config(&small, ""));
     let resp = get(r.port, "/bigheader/20000", &[]);
     assert_eq!(resp.status, 502, "{}", resp.text());
     let ok = get(r.port, "/bigheader/1000", &[]);
@@ -589,7 +569,7 @@ fn upstream_buffer_size_bounds_the_response_head() {
         "[upstream.app]\nservers = [{}]\nbuffer_size = \"64KiB\"",
         servers(&[&a])
     );
-    let r = Rampart::with_config(&config(&big, ""));
+    let r = Rampart::with_config(&proxy_config(&big, ""));
     let resp = get(r.port, "/bigheader/20000", &[]);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("x-big").map(str::len), Some(20000));

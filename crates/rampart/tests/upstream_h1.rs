@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -16,35 +16,15 @@ use std::time::Duration;
 use common::*;
 
 fn config(port: u16) -> String {
-    format!(
-        r#"
-[upstream.app]
-servers = ["127.0.0.1:{port}"]
-
-[[server]]
-listen = ["127.0.0.1:{{port}}"]
-access_log = {{ path = "off" }}
-
-[[server.route]]
-prefix = "/"
-proxy = "app"
-"#
+    proxy_config(
+        &format!("[upstream.app]\nservers = [\"127.0.0.1:{port}\"]"),
+        "",
     )
 }
 
 /// Reads one request (head and a `Content-Length` body); `None` when the peer closed.
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = read_head(r)?;
     let len = head
         .lines()
         .find_map(|l| {
@@ -243,14 +223,7 @@ fn early_answer_to_a_streamed_upload_reaches_the_client() {
     // The server answers from the head alone, then drains the body (a lingering close): the
     // proxy must take the answer while the upload still runs, not wait for it to end.
     let (port, _) = raw_server(|mut r| {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
+        let _ = read_head(&mut r);
         let s = r.get_mut();
         let _ = s.write_all(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big",

@@ -253,6 +253,22 @@ impl Resp {
 }
 
 /// Reads one response from a buffered stream (Content-Length, chunked, or to EOF).
+/// Reads a message head up to its blank line (the blank line not included); `None` when
+/// the peer closes first.
+pub fn read_head(r: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(head);
+        }
+        head.push_str(&line);
+    }
+}
+
 pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option<Resp> {
     let mut head = String::new();
     loop {
@@ -436,4 +452,26 @@ impl Client {
         }
         unreachable!()
     }
+}
+
+/// A config with the admin listener, `upstream` (TOML for one or more `[upstream.…]` groups,
+/// one named `app`) and one server whose `/` route proxies to `app` (plus `route_extra`).
+pub fn proxy_config(upstream: &str, route_extra: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{{admin}}"
+
+{upstream}
+
+[[server]]
+listen = ["127.0.0.1:{{port}}"]
+access_log = {{ path = "off" }}
+
+[[server.route]]
+prefix = "/"
+proxy = "app"
+{route_extra}
+"#
+    )
 }
