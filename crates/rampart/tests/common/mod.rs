@@ -13,13 +13,23 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
-/// A free TCP port on 127.0.0.1 (bound and released; the kernel won't hand it out again soon).
+/// A free TCP port on 127.0.0.1, taken from 15000–26999: below Linux's ephemeral range
+/// (32768+), so no outgoing connection of a concurrent test can be holding it by the time the
+/// server binds (asking the kernel for port 0 hands out ephemeral ports, which raced). Each test
+/// process starts at its own offset and walks on; a port that binds now is returned.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 15_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(997) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (BASE + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
