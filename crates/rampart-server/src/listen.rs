@@ -173,39 +173,21 @@ impl<S: HttpService> Listeners<S> {
                     Ok(a) => a,
                     Err(_) => continue,
                 };
-                let mut info = ConnInfo {
+                let info = ConnInfo {
                     peer,
                     local,
                     id: ids.fetch_add(1, Ordering::Relaxed),
                 };
-                let settings = settings.load_full();
-                let service = service.clone();
-                let drain = drain.clone();
-                let per_ip = per_ip.clone();
-                tokio::spawn(async move {
-                    if !crate::proxy_protocol::accept(&stream, addr, &settings, &mut info).await {
-                        return;
-                    }
-                    // Counted after the PROXY header, so the client it names is the one limited.
-                    let max = settings.limits.max_connections_per_ip;
-                    let _slot = if max > 0 {
-                        match PerIp::take(&per_ip, info.peer.ip(), max) {
-                            Some(s) => Some(s),
-                            None => {
-                                tracing::debug!(client = %info.peer.ip(), "connection limit per address: 429");
-                                // Boxed: its 4 KiB read buffer would otherwise be part of
-                                // every connection task's state (+8 MiB at 2,000 conns).
-                                Box::pin(refuse(stream)).await;
-                                return;
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    // Held for the connection's life, an upgraded one's too (see upgrade.rs).
-                    let guard: crate::upgrade::ConnGuard = Some(Box::new((permit, _slot)));
-                    conn::serve(stream, info, (*settings).clone(), service, drain, guard).await;
-                });
+                tokio::spawn(accepted(Box::new(Accepted {
+                    stream,
+                    listen: addr,
+                    info,
+                    settings: settings.load_full(),
+                    service: service.clone(),
+                    drain: drain.clone(),
+                    per_ip: per_ip.clone(),
+                    permit,
+                })));
             }
         });
         Running { stop, task }
@@ -231,6 +213,98 @@ impl<S: HttpService> Listeners<S> {
     pub fn open_connections(&self) -> usize {
         self.max_conns - self.conn_limit.available_permits()
     }
+}
+
+/// A connection just accepted, with what it needs (boxed: see `conn::Start`).
+struct Accepted<S> {
+    stream: tokio::net::TcpStream,
+    listen: SocketAddr,
+    info: ConnInfo,
+    settings: Arc<ConnSettings>,
+    service: Arc<S>,
+    drain: watch::Receiver<bool>,
+    per_ip: Arc<PerIp>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The connection task: admission, then the protocols (two futures in turn, so the second
+/// does not carry the first's state: see `conn::serve`).
+async fn accepted<S: HttpService>(a: Box<Accepted<S>>) {
+    // `let … else`, not `if let`: a scrutinee's temporaries (here the whole `admit` future)
+    // live to the end of the `if let` block, i.e. across the connection's life.
+    let admitting = Box::pin(admit(a));
+    let Some(start) = admitting.await else {
+        return;
+    };
+    conn::serve(start).await;
+}
+
+/// The connection task as `listen` spawns it (for a test of its size).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn probe_accepted<S: HttpService>(
+    stream: tokio::net::TcpStream,
+    listen: SocketAddr,
+    info: ConnInfo,
+    settings: Arc<ConnSettings>,
+    service: Arc<S>,
+    drain: watch::Receiver<bool>,
+    per_ip: Arc<PerIp>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = ()> {
+    accepted(Box::new(Accepted {
+        stream,
+        listen,
+        info,
+        settings,
+        service,
+        drain,
+        per_ip,
+        permit,
+    }))
+}
+
+/// The PROXY header (where the listener requires one) and the per-address connection limit.
+async fn admit<S: HttpService>(a: Box<Accepted<S>>) -> Option<Box<conn::Start<S>>> {
+    let Accepted {
+        stream,
+        listen,
+        mut info,
+        settings,
+        service,
+        drain,
+        per_ip,
+        permit,
+    } = *a;
+    if !crate::proxy_protocol::accept(&stream, listen, &settings, &mut info).await {
+        return None;
+    }
+    // Counted after the PROXY header, so the client it names is the one limited.
+    let max = settings.limits.max_connections_per_ip;
+    let slot = if max > 0 {
+        match PerIp::take(&per_ip, info.peer.ip(), max) {
+            Some(s) => Some(s),
+            None => {
+                tracing::debug!(client = %info.peer.ip(), "connection limit per address: 429");
+                // Boxed: its 4 KiB read buffer would otherwise be part of every connection
+                // task's state (+8 MiB at 2,000 conns).
+                Box::pin(refuse(stream)).await;
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    // Held for the connection's life, an upgraded one's too (see upgrade.rs).
+    let guard: crate::upgrade::ConnGuard = Some(Box::new((permit, slot)));
+    Some(Box::new(conn::Start {
+        stream,
+        info,
+        settings,
+        service,
+        drain,
+        guard,
+    }))
 }
 
 /// Answers 429 and closes gently: the client's request is still unread, and closing
@@ -259,7 +333,7 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-Af
 
 /// Open connections per client address (all listeners together).
 #[derive(Default)]
-struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+pub(crate) struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
 
 /// One counted connection; uncounted on drop.
 struct IpSlot(Arc<PerIp>, std::net::IpAddr);

@@ -23,7 +23,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -75,14 +75,14 @@ enum Stop {
 }
 
 /// One connection's state between requests.
-struct Conn<S> {
+pub(crate) struct Conn<S> {
     writer: Arc<Writer>,
     home: Home,
     /// The read side; `None` while a request body holds it.
     reader: Option<Reader>,
     served: u64,
     info: ConnInfo,
-    settings: ConnSettings,
+    settings: Arc<ConnSettings>,
     service: Arc<S>,
     drain: watch::Receiver<bool>,
     idle: Idle,
@@ -98,6 +98,10 @@ struct Idle {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     drain: Pin<Box<dyn Future<Output = ()> + Send>>,
     drained: bool,
+    /// End of the current keep-alive wait (set when it starts).
+    until: Option<tokio::time::Instant>,
+    /// End of the current head's read (set at its first byte).
+    head_by: Option<tokio::time::Instant>,
 }
 
 /// Why an idle wait ended.
@@ -114,37 +118,48 @@ impl Idle {
             timer: None,
             drain: Box::pin(async move { signalled(&mut rx).await }),
             drained: false,
+            until: None,
+            head_by: None,
         }
     }
 
-    async fn wait(&mut self, io: &tokio::net::TcpStream, until: tokio::time::Instant) -> Woke {
-        poll_fn(|cx| {
-            if self.drained || self.drain.as_mut().poll(cx).is_ready() {
-                self.drained = true;
-                return Poll::Ready(Woke::Drain);
+    fn poll_wait(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &tokio::net::TcpStream,
+        until: tokio::time::Instant,
+    ) -> Poll<Woke> {
+        if self.drained || self.drain.as_mut().poll(cx).is_ready() {
+            self.drained = true;
+            return Poll::Ready(Woke::Drain);
+        }
+        // Errors count as readable: the read that follows reports them.
+        if io.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Woke::Readable);
+        }
+        self.poll_deadline(cx, until).map(|()| Woke::Timeout)
+    }
+
+    /// Ready once `until` has passed. The connection's one timer serves every deadline (idle
+    /// and header read): a `Sleep` of its own in a deadline's future would add 112 bytes to
+    /// every connection's task.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, until: tokio::time::Instant) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if timer.deadline() > until {
+            timer.as_mut().reset(until);
+        }
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            // Errors count as readable: the read that follows reports them.
-            if io.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Readable);
+            if tokio::time::Instant::now() >= until {
+                return Poll::Ready(());
             }
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
-            if timer.deadline() > until {
-                timer.as_mut().reset(until);
-            }
-            loop {
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if tokio::time::Instant::now() >= until {
-                    return Poll::Ready(Woke::Timeout);
-                }
-                // It fired for an earlier request's deadline: not a timeout yet.
-                timer.as_mut().reset(until);
-            }
-        })
-        .await
+            // It fired for an earlier deadline: not this one yet.
+            timer.as_mut().reset(until);
+        }
     }
 }
 
@@ -158,52 +173,71 @@ enum Next {
     Upgrade(oneshot::Sender<Upgraded>),
 }
 
-/// Serves HTTP/1 on a connection whose first bytes (already read) are in `buf`.
-#[allow(clippy::too_many_arguments)] // the connection's parts, each moved in once
-pub(crate) async fn serve<S: HttpService>(
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
-    buf: BytesMut,
-    info: ConnInfo,
-    settings: ConnSettings,
-    service: Arc<S>,
-    drain: watch::Receiver<bool>,
-    guard: crate::upgrade::ConnGuard,
-) {
-    let mut c = Conn {
-        writer: Arc::new(Writer {
-            write,
-            expect: AtomicU8::new(EXPECT_NONE),
-        }),
-        home: Arc::new(Mutex::new(None)),
-        reader: Some(Reader {
-            io: read,
-            buf,
-            state: BodyState::Done,
-            continue_pending: None,
-        }),
-        served: 0,
-        info,
-        settings,
-        service,
-        idle: Idle::new(&drain),
-        drain,
-        guard,
-    };
-    loop {
-        let Some(r) = c.reader.as_mut() else { return };
-        // Idle or reading a head: the only state most connections are in most of the time, so
-        // the only one kept inline; a request's state is boxed, and exists while it runs.
-        match read_head(r, &c.settings, &mut c.idle).await {
-            Ok(head) => match Box::pin(c.exchange(head)).await {
+impl<S: HttpService> Conn<S> {
+    /// HTTP/1 on a connection whose first bytes (already read) are in `buf`.
+    #[allow(clippy::too_many_arguments)] // the connection's parts, each moved in once
+    pub(crate) fn new(
+        read: OwnedReadHalf,
+        write: OwnedWriteHalf,
+        buf: BytesMut,
+        info: ConnInfo,
+        settings: Arc<ConnSettings>,
+        service: Arc<S>,
+        drain: watch::Receiver<bool>,
+        guard: crate::upgrade::ConnGuard,
+    ) -> Self {
+        Conn {
+            writer: Arc::new(Writer {
+                write,
+                expect: AtomicU8::new(EXPECT_NONE),
+            }),
+            home: Arc::new(Mutex::new(None)),
+            reader: Some(Reader {
+                io: read,
+                buf,
+                state: BodyState::Done,
+                continue_pending: None,
+            }),
+            served: 0,
+            info,
+            settings,
+            service,
+            idle: Idle::new(&drain),
+            drain,
+            guard,
+        }
+    }
+
+    /// Serves requests until the connection closes (or becomes another protocol's). Built
+    /// first and boxed: an `async fn` stores a by-value `self` twice (as its argument and as
+    /// the body's binding), which cost 272 bytes per connection.
+    pub(crate) async fn run(mut self: Box<Self>) {
+        loop {
+            let Some(r) = self.reader.as_mut() else {
+                return;
+            };
+            // Idle or reading a head: the only state most connections are in most of the
+            // time, so the only one kept inline; a request's state is boxed, and exists while
+            // it runs.
+            // Not `match …await { … }`: a scrutinee's temporaries would stay in this future
+            // across the exchange.
+            let (settings, idle) = (&self.settings, &mut self.idle);
+            let read = poll_fn(|cx| poll_head(r, settings, idle, cx)).await;
+            let head = match read {
+                Ok(head) => head,
+                Err(Stop::Quiet) => return,
+                Err(Stop::Answer(bytes)) => {
+                    let refusing = Box::pin(self.refuse(bytes));
+                    refusing.await;
+                    return;
+                }
+            };
+            let exchange = Box::pin(self.exchange(head));
+            let next = exchange.await;
+            match next {
                 Next::Again => {}
                 Next::Close => return,
-                Next::Upgrade(tx) => return c.upgrade(tx),
-            },
-            Err(Stop::Quiet) => return,
-            Err(Stop::Answer(bytes)) => {
-                Box::pin(c.refuse(bytes)).await;
-                return;
+                Next::Upgrade(tx) => return (*self).upgrade(tx),
             }
         }
     }
@@ -211,7 +245,8 @@ pub(crate) async fn serve<S: HttpService>(
 
 impl<S: HttpService> Conn<S> {
     /// One request and its response.
-    async fn exchange(&mut self, head: head::Head) -> Next {
+    async fn exchange(&mut self, head: Box<head::Head>) -> Next {
+        let head = *head;
         let limits = self.settings.limits;
         self.served += 1;
         let mut keep_alive =
@@ -360,67 +395,69 @@ impl<S: HttpService> Conn<S> {
     }
 }
 
-/// Reads until a whole head is in the buffer.
-async fn read_head(
+/// Reads until a whole head is in the buffer. A poll function rather than an `async fn`: its
+/// state (two deadlines) lives in `Idle`, so the connection's future carries no second copy of
+/// a head reader's future (~300 bytes per connection).
+fn poll_head(
     r: &mut Reader,
     settings: &ConnSettings,
     idle: &mut Idle,
-) -> Result<head::Head, Stop> {
+    cx: &mut Context<'_>,
+) -> Poll<Result<Box<head::Head>, Stop>> {
     let limits = &settings.limits;
-    let mut deadline = None;
     loop {
         if !r.buf.is_empty() {
             match head::parse(&mut r.buf, limits.max_header_size, limits.max_headers) {
-                Ok(Parse::Complete(h)) => return Ok(*h),
+                Ok(Parse::Complete(h)) => {
+                    idle.until = None;
+                    idle.head_by = None;
+                    return Poll::Ready(Ok(h));
+                }
                 Ok(Parse::Partial) => {}
                 Err(e) => {
                     tracing::debug!(error = ?e, "bad request head");
-                    return Err(Stop::Answer(match e {
+                    return Poll::Ready(Err(Stop::Answer(match e {
                         HeadError::Bad(_) => BAD_REQUEST,
                         HeadError::LineTooLong => URI_TOO_LONG,
                         HeadError::TooLarge => TOO_LARGE,
                         HeadError::UnknownCoding => NOT_IMPLEMENTED,
-                    }));
+                    })));
                 }
             }
-            if deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+            if idle.head_by.is_none() {
+                idle.head_by = Some(tokio::time::Instant::now() + limits.header_read_timeout);
             }
         }
-        let got = match deadline {
+        let got = match idle.head_by {
             None => {
                 // Idle: wait for bytes without holding a buffer.
-                let until = tokio::time::Instant::now() + limits.keepalive_timeout;
-                match idle.wait(r.io.as_ref(), until).await {
+                let until = *idle
+                    .until
+                    .get_or_insert_with(|| tokio::time::Instant::now() + limits.keepalive_timeout);
+                match ready!(idle.poll_wait(cx, r.io.as_ref(), until)) {
                     Woke::Readable => {}
-                    Woke::Timeout | Woke::Drain => return Err(Stop::Quiet),
+                    Woke::Timeout | Woke::Drain => return Poll::Ready(Err(Stop::Quiet)),
                 }
                 if r.buf.capacity() == 0 {
                     r.buf.reserve(HEAD_FIRST);
                 }
-                match poll_fn(|cx| match r.poll_fill(cx, HEAD_CHUNK) {
+                match r.poll_fill(cx, HEAD_CHUNK) {
                     // Readiness can be stale: then wait again.
-                    Poll::Pending => Poll::Ready(None),
-                    Poll::Ready(x) => Poll::Ready(Some(x)),
-                })
-                .await
-                {
-                    None => continue,
-                    Some(x) => x,
+                    Poll::Pending => continue,
+                    Poll::Ready(x) => x,
                 }
             }
-            Some(d) => {
-                match tokio::time::timeout_at(d, poll_fn(|cx| r.poll_fill(cx, HEAD_CHUNK))).await {
-                    Ok(x) => x,
-                    Err(_) => {
-                        tracing::debug!("request head not received in time: 408");
-                        return Err(Stop::Answer(REQUEST_TIMEOUT));
-                    }
+            Some(d) => match r.poll_fill(cx, HEAD_CHUNK) {
+                Poll::Ready(x) => x,
+                Poll::Pending => {
+                    ready!(idle.poll_deadline(cx, d));
+                    tracing::debug!("request head not received in time: 408");
+                    return Poll::Ready(Err(Stop::Answer(REQUEST_TIMEOUT)));
                 }
-            }
+            },
         };
         match got {
-            Ok(0) | Err(_) => return Err(Stop::Quiet),
+            Ok(0) | Err(_) => return Poll::Ready(Err(Stop::Quiet)),
             Ok(_) => {}
         }
     }
