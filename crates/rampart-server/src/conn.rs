@@ -68,9 +68,6 @@ impl ConnSettings {
     }
 }
 
-/// The HTTP/2 connection preface (prior knowledge, RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// Serves one already-accepted connection until it closes (for harnesses such as the fuzz
 /// targets; listeners use the same path with their drain signal).
 pub async fn serve_connection<S: HttpService>(
@@ -104,17 +101,9 @@ pub(crate) struct Start<S> {
     pub guard: crate::upgrade::ConnGuard,
 }
 
-/// Serves one connection until it closes or the drain signal asks it to finish: HTTP/2 when
-/// it opens with the preface, HTTP/1 otherwise.
+/// Serves one connection until it closes or the drain signal asks it to finish: HTTP/1, or
+/// HTTP/2 when it opens with the preface (told apart by the HTTP/1 loop's first read).
 pub(crate) async fn serve<S: HttpService>(start: Box<Start<S>>) {
-    // Each phase is its own future, and the connection's parts are unpacked only after the
-    // last await that borrows them: a local borrowed across an await keeps its place in the
-    // future until the function ends, even once moved on (rustc's layout is conservative).
-    // Boxed too: its timers and select state are needed only until the first bytes.
-    let sniffing = Box::pin(sniff(start));
-    let Some((start, buf, h2)) = sniffing.await else {
-        return;
-    };
     let Start {
         stream,
         info,
@@ -123,56 +112,12 @@ pub(crate) async fn serve<S: HttpService>(start: Box<Start<S>>) {
         drain,
         guard,
     } = *start;
-    if !h2 {
-        let (r, w) = stream.into_split();
-        Box::new(crate::h1::Conn::new(
-            r, w, buf, info, settings, service, drain, guard,
-        ))
-        .run()
-        .await;
-        return;
-    }
-    // Boxed: hyper's HTTP/2 connection state is large, and only HTTP/2 connections need it.
-    Box::pin(serve_h2(stream, buf, info, settings, service, drain)).await;
+    let (r, w) = stream.into_split();
+    let conn = crate::h1::Conn::new(r, w, BytesMut::new(), info, settings, service, drain, guard);
+    Box::new(conn).run().await;
 }
 
-/// Reads until the first bytes tell the protocol (`true`: the HTTP/2 preface); idle
-/// connections hold no buffer. `None`: the client left, was idle too long, or the server is
-/// draining.
-async fn sniff<S>(mut start: Box<Start<S>>) -> Option<(Box<Start<S>>, BytesMut, bool)> {
-    let mut buf = BytesMut::new();
-    loop {
-        if buf.len() >= PREFACE.len() || !PREFACE.starts_with(&buf) {
-            let h2 = buf.starts_with(PREFACE);
-            return Some((start, buf, h2));
-        }
-        let Start {
-            stream,
-            settings,
-            drain,
-            ..
-        } = &mut *start;
-        let ready = tokio::select! {
-            biased;
-            r = tokio::time::timeout(settings.limits.keepalive_timeout, stream.readable()) => r,
-            _ = signalled(drain) => return None,
-        };
-        if !matches!(ready, Ok(Ok(()))) {
-            return None;
-        }
-        if buf.capacity() == 0 {
-            buf.reserve(1024);
-        }
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-async fn serve_h2<S: HttpService>(
+pub(crate) async fn serve_h2<S: HttpService>(
     stream: TcpStream,
     buf: BytesMut,
     info: ConnInfo,

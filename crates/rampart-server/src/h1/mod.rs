@@ -53,6 +53,8 @@ pub(crate) const EXPECT_SENT: u8 = 2;
 /// The buffer a head is first read into (nginx: client_header_buffer_size 1k); larger heads
 /// grow it by `HEAD_CHUNK` at a time, up to `max_header_size`.
 const HEAD_FIRST: usize = 1024;
+/// The HTTP/2 connection preface (prior knowledge, RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Growth step of a head buffer, and the read size while watching for pipelined bytes.
 const HEAD_CHUNK: usize = 4096;
 /// Bodies of small responses are copied next to the head (one buffer, one write).
@@ -70,6 +72,8 @@ const DISCARD_TIMEOUT: Duration = Duration::from_secs(5);
 enum Stop {
     /// Close without a word (idle timeout, client gone, drain).
     Quiet,
+    /// The connection opened with the HTTP/2 preface: hand it to the HTTP/2 server.
+    Http2,
     /// Answer with these bytes, then close.
     Answer(&'static [u8]),
 }
@@ -102,6 +106,10 @@ struct Idle {
     until: Option<tokio::time::Instant>,
     /// End of the current head's read (set at its first byte).
     head_by: Option<tokio::time::Instant>,
+    /// No request yet: the first bytes may be HTTP/2's preface (prior knowledge, RFC 9113
+    /// §3.3). Told apart here rather than in a phase of its own, which cost every connection
+    /// a second boxed state until its first bytes arrived.
+    first: bool,
 }
 
 /// Why an idle wait ended.
@@ -120,6 +128,7 @@ impl Idle {
             drained: false,
             until: None,
             head_by: None,
+            first: true,
         }
     }
 
@@ -226,6 +235,10 @@ impl<S: HttpService> Conn<S> {
             let head = match read {
                 Ok(head) => head,
                 Err(Stop::Quiet) => return,
+                Err(Stop::Http2) => {
+                    let serving = Box::pin(self.http2());
+                    return serving.await;
+                }
                 Err(Stop::Answer(bytes)) => {
                     let refusing = Box::pin(self.refuse(bytes));
                     refusing.await;
@@ -375,6 +388,32 @@ impl<S: HttpService> Conn<S> {
     }
 
     /// Hands the socket (and bytes read past the head) to whoever awaits the upgrade.
+    /// Serves the connection as HTTP/2 (its preface is in the buffer). Called boxed: hyper's
+    /// HTTP/2 connection state is large, and only HTTP/2 connections need it.
+    async fn http2(self: Box<Self>) {
+        let Conn {
+            writer,
+            home,
+            reader,
+            info,
+            settings,
+            service,
+            drain,
+            guard,
+            ..
+        } = *self;
+        drop(home);
+        let Some(rd) = reader else { return };
+        let Ok(w) = Arc::try_unwrap(writer) else {
+            return;
+        };
+        let Ok(stream) = rd.io.reunite(w.write) else {
+            return;
+        };
+        crate::conn::serve_h2(stream, rd.buf, info, settings, service, drain).await;
+        drop(guard);
+    }
+
     fn upgrade(self, tx: oneshot::Sender<Upgraded>) {
         let Conn {
             writer,
@@ -406,7 +445,19 @@ fn poll_head(
 ) -> Poll<Result<Box<head::Head>, Stop>> {
     let limits = &settings.limits;
     loop {
-        if !r.buf.is_empty() {
+        if !r.buf.is_empty() && idle.first {
+            if r.buf.starts_with(PREFACE) {
+                return Poll::Ready(Err(Stop::Http2));
+            }
+            // Not (or no longer possibly) the preface: HTTP/1 from here on.
+            idle.first = r.buf.len() < PREFACE.len() && PREFACE.starts_with(&r.buf);
+        }
+        if !r.buf.is_empty() && idle.first {
+            // A prefix of the preface: read on (under the head's deadline).
+            if idle.head_by.is_none() {
+                idle.head_by = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+            }
+        } else if !r.buf.is_empty() {
             match head::parse(&mut r.buf, limits.max_header_size, limits.max_headers) {
                 Ok(Parse::Complete(h)) => {
                     idle.until = None;
