@@ -176,6 +176,41 @@ fn h2c_prior_knowledge_on_the_same_port() {
     assert_eq!(get(r.port, "/h1", &[]).text(), "ok GET /h1");
 }
 
+/// The HTTP/2 preface in pieces is still HTTP/2 (the server answers with its SETTINGS frame);
+/// bytes that only start like it are HTTP/1 (and `PRI` is no method this server serves).
+#[test]
+fn h2c_preface_split_across_writes_and_lookalikes() {
+    let r = server();
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"\r\nSM\r\n\r\n").unwrap();
+    // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[3], 4, "the server's first frame is SETTINGS: {head:?}");
+    assert_eq!(&head[5..9], &[0, 0, 0, 0], "on stream 0");
+
+    // A request line that starts like the preface, then is not it.
+    let out = raw_until_close(r.port, b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+    // A lone `P`, then a normal request: HTTP/1 (`P…` is not the preface once `O` follows).
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"P").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"OST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok POST /p"), "{text}");
+}
+
 #[test]
 fn slow_header_gets_408_and_does_not_starve_others() {
     let r = server();
