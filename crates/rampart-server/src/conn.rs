@@ -101,9 +101,17 @@ pub(crate) struct Start<S> {
     pub guard: crate::upgrade::ConnGuard,
 }
 
+impl<S> Start<S> {
+    fn unbox(b: Box<Self>) -> Self {
+        *b
+    }
+}
+
 /// Serves one connection until it closes or the drain signal asks it to finish: HTTP/1, or
 /// HTTP/2 when it opens with the preface (told apart by the HTTP/1 loop's first read).
 pub(crate) async fn serve<S: HttpService>(start: Box<Start<S>>) {
+    // Unboxed by a call: moving fields out of `*start` here would keep the box allocated
+    // until this function returns, i.e. for the connection's life.
     let Start {
         stream,
         info,
@@ -111,7 +119,7 @@ pub(crate) async fn serve<S: HttpService>(start: Box<Start<S>>) {
         service,
         drain,
         guard,
-    } = *start;
+    } = Start::unbox(start);
     let (r, w) = stream.into_split();
     let conn = crate::h1::Conn::new(r, w, BytesMut::new(), info, settings, service, drain, guard);
     Box::new(conn).run().await;

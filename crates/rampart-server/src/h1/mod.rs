@@ -493,8 +493,14 @@ fn poll_head(
                     r.buf.reserve(HEAD_FIRST);
                 }
                 match r.poll_fill(cx, HEAD_CHUNK) {
-                    // Readiness can be stale: then wait again.
-                    Poll::Pending => continue,
+                    // Readiness can be stale (a new connection's first wait often is): then
+                    // wait again, without the buffer.
+                    Poll::Pending => {
+                        if r.buf.is_empty() {
+                            r.buf = BytesMut::new();
+                        }
+                        continue;
+                    }
                     Poll::Ready(x) => x,
                 }
             }
