@@ -102,6 +102,7 @@ pub(crate) struct Start<S> {
 }
 
 impl<S> Start<S> {
+    #[allow(clippy::boxed_local)] // the point: the box is freed on return
     fn unbox(b: Box<Self>) -> Self {
         *b
     }
