@@ -58,31 +58,31 @@ enum ValKey<'a> {
     Entry(&'a Arc<str>),
 }
 
-/// A resolved variable value with where it came from.
-struct Val {
+/// A value a link matched, recorded while the link's values are borrowed; the
+/// bookkeeping and effects run after the walk, in the same order.
+struct Hit {
     kind: VarKind,
     key: Option<Arc<str>>,
-    value: Arc<[u8]>,
     /// `&VAR` count.
     count: bool,
+    /// The transformed value that matched.
+    value: Arc<[u8]>,
+    captures: Vec<Vec<u8>>,
 }
 
-impl Val {
-    /// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
-    fn name(&self) -> String {
-        let kind = self.kind.name();
-        let key = self.key.as_deref().unwrap_or("");
-        let mut s = String::with_capacity(2 + kind.len() + key.len());
-        if self.count {
-            s.push('&');
-        }
-        s.push_str(kind);
-        if let Some(k) = &self.key {
-            s.push(':');
-            s.push_str(k);
-        }
-        s
+/// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
+fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
+    let kind = kind.name();
+    let mut s = String::with_capacity(2 + kind.len() + key.map_or(0, str::len));
+    if count {
+        s.push('&');
     }
+    s.push_str(kind);
+    if let Some(k) = key {
+        s.push(':');
+        s.push_str(k);
+    }
+    s
 }
 
 /// Keys of `TX.0`–`TX.9` for `capture`.
@@ -139,28 +139,10 @@ pub struct Transaction {
     allow_until: u8,
     cache: CacheMap,
     cache_bytes: usize,
-    scratch_vals: Vec<Val>,
-    scratch_candidates: Vec<Arc<[u8]>>,
+    scratch_hits: Vec<Hit>,
 }
 
-/// FNV-style 64-bit hash with 8-byte steps: the cache key only needs to tell values of
-/// one transaction apart (the length is part of the key too), not resist flooding.
-fn hash_bytes(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    for &x in chunks.remainder() {
-        h = (h.rotate_left(5) ^ u64::from(x)).wrapping_mul(K);
-    }
-    h
-}
-
-/// Identity hasher for the cache's already-hashed keys.
+/// Identity hasher for the cache's keys (a chain id and an address: already spread).
 #[derive(Default, Clone, Copy)]
 struct KeyHasher(u64);
 
@@ -184,28 +166,32 @@ impl Hasher for KeyHasher {
     }
 }
 
-type CacheMap = HashMap<(u32, u64, usize), Arc<[u8]>, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Transformed values by (chain or chain-prefix id, address of the original value's
+/// bytes). The entry holds the original `Arc` too, so the address cannot be reused by
+/// another value while the entry exists: the key names one value for the transaction's
+/// life, without hashing its bytes (and without the collisions a content hash allows).
+type CacheMap =
+    HashMap<(u32, usize), (Arc<[u8]>, Arc<[u8]>), std::hash::BuildHasherDefault<KeyHasher>>;
 
-/// Applies `link`'s transformations to `v` (whose `hash_bytes` is `h`), starting from the
-/// longest prefix of the chain already in `cache`, and caches the result.
+fn cache_key(id: u32, v: &Arc<[u8]>) -> (u32, usize) {
+    (id, v.as_ptr() as usize)
+}
+
+/// Applies `link`'s transformations to `v`, starting from the longest prefix of the
+/// chain already in `cache`, and caches the result.
 fn transform_into(
     cache: &mut CacheMap,
     cache_bytes: &mut usize,
     link: &Link,
     v: &Arc<[u8]>,
-    h: u64,
 ) -> Arc<[u8]> {
-    let len = v.len();
     let n = link.transforms.len();
     // Start from the longest prefix of the chain already computed for this value:
     // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
     let mut start = 0;
     let mut base = v.clone();
-    for k in (1..=n).rev() {
-        if let Some(r) = cache.get(&(link.tprefix[k - 1].0, h, len)) {
-            if k == n {
-                return r.clone();
-            }
+    for k in (1..n).rev() {
+        if let Some((_, r)) = cache.get(&cache_key(link.tprefix[k - 1].0, v)) {
             base = r.clone();
             start = k;
             break;
@@ -222,7 +208,7 @@ fn transform_into(
                 Cow::Borrowed(_) => base.clone(),
                 Cow::Owned(o) => Arc::from(o.as_slice()),
             };
-            cache_put(cache, cache_bytes, (pid, h, len), val);
+            cache_put(cache, cache_bytes, cache_key(pid, v), v, val);
         }
     }
     // Unchanged values keep sharing the original allocation.
@@ -231,20 +217,23 @@ fn transform_into(
         Cow::Owned(o) if o == **v => v.clone(),
         Cow::Owned(o) => Arc::from(o),
     };
-    cache_put(cache, cache_bytes, (link.tchain, h, len), r.clone());
+    cache_put(cache, cache_bytes, cache_key(link.tchain, v), v, r.clone());
     r
 }
 
-/// Caches a transformed value, bounding the memory a hostile request can pin.
+/// Caches a transformed value, bounding the memory a hostile request can pin (the
+/// original counts too: the entry keeps it alive).
 fn cache_put(
     cache: &mut CacheMap,
     cache_bytes: &mut usize,
-    key: (u32, u64, usize),
+    key: (u32, usize),
+    src: &Arc<[u8]>,
     val: Arc<[u8]>,
 ) {
-    if *cache_bytes + val.len() <= CACHE_BYTES_MAX {
-        *cache_bytes += val.len();
-        cache.insert(key, val);
+    let cost = val.len() + src.len() + 64;
+    if *cache_bytes + cost <= CACHE_BYTES_MAX {
+        *cache_bytes += cost;
+        cache.insert(key, (src.clone(), val));
     }
 }
 
@@ -321,8 +310,7 @@ impl Transaction {
             // values): growing it step by step showed up as rehashing in profiles.
             cache: CacheMap::with_capacity_and_hasher(256, Default::default()),
             cache_bytes: 0,
-            scratch_vals: Vec::new(),
-            scratch_candidates: Vec::new(),
+            scratch_hits: Vec::new(),
         }
     }
 
@@ -899,20 +887,6 @@ impl Transaction {
         });
     }
 
-    /// Applies the link's transformations, memoised per transaction.
-    fn transformed(&mut self, link: &Link, v: &Arc<[u8]>) -> Arc<[u8]> {
-        if link.transforms.is_empty() {
-            return v.clone();
-        }
-        transform_into(
-            &mut self.cache,
-            &mut self.cache_bytes,
-            link,
-            v,
-            hash_bytes(v),
-        )
-    }
-
     fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
         let Some(op) = &link.op else {
             // SecAction: unconditional, effects once.
@@ -926,66 +900,39 @@ impl Transaction {
             },
             None => Cow::Borrowed(&[]),
         };
-        // Most links match nothing: decide that borrowing the values (no refcount
-        // traffic, no names). Only a link with a match takes the full pass below, which
-        // makes the same decisions again (operators and transformations are pure) and
-        // runs the effects.
-        if !link.multi_match && !self.any_match(rule, link, op, &param) {
-            return false;
-        }
-        // Reuse the transaction's scratch buffers instead of allocating per rule.
-        let mut vals = std::mem::take(&mut self.scratch_vals);
-        self.collect(rule, link, &mut vals);
-        let mut any = false;
-        let mut candidates = std::mem::take(&mut self.scratch_candidates);
-        for v in vals.drain(..) {
-            candidates.clear();
-            if link.multi_match {
-                candidates.push(v.value.clone());
-                let mut cur = v.value.to_vec();
-                for t in &link.transforms {
-                    let next = t.apply(&cur);
-                    if next != cur {
-                        candidates.push(arc(&next));
-                    }
-                    cur = next;
-                }
-            } else {
-                let tv = self.transformed(link, &v.value);
-                candidates.push(tv);
-            }
-            for tv in candidates.drain(..) {
-                let r = op.eval(&tv, &param, link.capture);
-                if r.is_some() == op.negated {
-                    continue;
-                }
-                any = true;
-                if link.capture {
-                    if let Some(m) = &r {
-                        for (i, c) in m.captures.iter().enumerate().take(10) {
-                            self.tx.set(DIGITS[i], c);
-                        }
-                    }
-                }
-                let entry = self.name_entry(&v);
-                self.matched_var = tv.clone();
-                self.matched_var_name = entry.key.clone();
-                self.matched_vars.push_keyed(&entry, tv.clone());
-                self.run_effects(rule, &link.effects);
-                if !link.multi_match {
-                    break;
+        // One walk over the values, borrowing them: most links match nothing, and
+        // those that do record their hits; the bookkeeping and effects of each hit
+        // run afterwards, in order (values are chosen before any effect runs, as
+        // ModSecurity collects them before it evaluates).
+        let mut hits = std::mem::take(&mut self.scratch_hits);
+        hits.clear();
+        self.find_hits(rule, link, op, &param, &mut hits);
+        let any = !hits.is_empty();
+        for h in hits.drain(..) {
+            if link.capture {
+                for (i, c) in h.captures.iter().enumerate().take(10) {
+                    self.tx.set(DIGITS[i], c);
                 }
             }
+            let entry = self.name_entry(h.kind, &h.key, h.count);
+            self.matched_var_name = entry.key.clone();
+            self.matched_vars.push_keyed(&entry, h.value.clone());
+            self.matched_var = h.value;
+            self.run_effects(rule, &link.effects);
         }
-        self.scratch_vals = vals;
-        self.scratch_candidates = candidates;
+        self.scratch_hits = hits;
         any
     }
 
-    /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for `v`, built once
-    /// per transaction.
-    fn name_entry(&mut self, v: &Val) -> crate::collection::Entry {
-        let same = |a: &Option<Arc<str>>| match (a, &v.key) {
+    /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for a value of
+    /// `kind` under `key`, built once per transaction.
+    fn name_entry(
+        &mut self,
+        kind: VarKind,
+        key: &Option<Arc<str>>,
+        count: bool,
+    ) -> crate::collection::Entry {
+        let same = |a: &Option<Arc<str>>| match (a, key) {
             (None, None) => true,
             (Some(x), Some(y)) => Arc::ptr_eq(x, y),
             _ => false,
@@ -993,70 +940,95 @@ impl Transaction {
         if let Some((.., e)) = self
             .names
             .iter()
-            .find(|(k, a, c, _)| *k == v.kind && *c == v.count && same(a))
+            .find(|(k, a, c, _)| *k == kind && *c == count && same(a))
         {
             return e.clone();
         }
-        let e = Collection::keyed(Arc::from(v.name()));
+        let e = Collection::keyed(Arc::from(var_name(kind, key.as_deref(), count)));
         // Bounded: a request with thousands of matching arguments does not grow it.
         if self.names.len() < 256 {
-            self.names.push((v.kind, v.key.clone(), v.count, e.clone()));
+            self.names.push((kind, key.clone(), count, e.clone()));
         }
         e
     }
 
-    /// True when some value of the link's targets matches `op` after the link's
-    /// transformations: the decision the full pass in `eval_link` makes (not for
-    /// `multiMatch`), without cloning values. Only fills the transformation cache.
-    fn any_match(&mut self, rule: &Rule, link: &Link, op: &OperatorSpec, param: &[u8]) -> bool {
+    /// Evaluates `op` on every value of the link's targets (after the link's
+    /// transformations, each stage for `multiMatch`) and records the matches in `hits`,
+    /// in order. Only fills the transformation cache.
+    fn find_hits(
+        &mut self,
+        rule: &Rule,
+        link: &Link,
+        op: &OperatorSpec,
+        param: &[u8],
+        hits: &mut Vec<Hit>,
+    ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
-        let mut found = false;
-        for t in &link.targets.targets {
-            let hit = self.visit_target(rule, link, t, &mut |v: &Arc<[u8]>| {
-                let owned: Arc<[u8]>;
-                let tv: &[u8] = if link.transforms.is_empty() {
-                    v
-                } else {
-                    let key = (link.tchain, hash_bytes(v), v.len());
-                    match cache.get(&key) {
-                        Some(r) => r,
-                        None => {
-                            owned = transform_into(&mut cache, &mut cache_bytes, link, v, key.1);
-                            &owned
-                        }
+        let mut check =
+            |kind: VarKind, key: &dyn Fn() -> Option<Arc<str>>, count, v: &Arc<[u8]>| {
+                let mut test = |tv: &Arc<[u8]>| {
+                    let r = op.eval(tv, param, link.capture);
+                    if r.is_some() != op.negated {
+                        hits.push(Hit {
+                            kind,
+                            key: key(),
+                            count,
+                            value: tv.clone(),
+                            captures: r.map(|m| m.captures).unwrap_or_default(),
+                        });
                     }
                 };
-                op.eval(tv, param, link.capture).is_some() != op.negated
-            });
-            if hit {
-                found = true;
-                break;
+                if link.multi_match {
+                    // The value and every stage that changed it.
+                    test(v);
+                    let mut cur: Arc<[u8]> = v.clone();
+                    for t in &link.transforms {
+                        if let Cow::Owned(next) = t.apply_cow(&cur) {
+                            if next != *cur {
+                                cur = Arc::from(next);
+                                test(&cur);
+                            }
+                        }
+                    }
+                } else if link.transforms.is_empty() {
+                    test(v);
+                } else {
+                    match cache.get(&cache_key(link.tchain, v)) {
+                        Some((_, tv)) => test(tv),
+                        None => {
+                            let tv = transform_into(&mut cache, &mut cache_bytes, link, v);
+                            test(&tv);
+                        }
+                    }
+                }
+            };
+        for t in &link.targets.targets {
+            if t.count {
+                let mut n = 0usize;
+                self.visit_values(rule, link, t, &mut |_, _| {
+                    n += 1;
+                    false
+                });
+                let key = || match &t.selector {
+                    Selector::Key(k, _) => Some(Arc::from(k.as_str())),
+                    _ => None,
+                };
+                check(t.kind, &key, true, &arc(n.to_string().as_bytes()));
+            } else {
+                self.visit_values(rule, link, t, &mut |k, v| {
+                    let key = || match k {
+                        ValKey::None => None,
+                        ValKey::Static(k) => Some(Arc::from(k)),
+                        ValKey::Entry(k) => Some(k.clone()),
+                    };
+                    check(t.kind, &key, false, v);
+                    false
+                });
             }
         }
         self.cache = cache;
         self.cache_bytes = cache_bytes;
-        found
-    }
-
-    /// Calls `f` on each value `collect_target` collects for `t`, in the same order,
-    /// borrowing instead of cloning; stops and returns true as soon as `f` does.
-    fn visit_target(
-        &self,
-        rule: &Rule,
-        link: &Link,
-        t: &Target,
-        f: &mut dyn FnMut(&Arc<[u8]>) -> bool,
-    ) -> bool {
-        if t.count {
-            let mut n = 0usize;
-            self.visit_values(rule, link, t, &mut |_, _| {
-                n += 1;
-                false
-            });
-            return f(&arc(n.to_string().as_bytes()));
-        }
-        self.visit_values(rule, link, t, &mut |_, v| f(v))
     }
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
@@ -1268,44 +1240,6 @@ impl Transaction {
                 Some(c) => ([Some(c), None], false),
                 None => ([None, None], false),
             },
-        }
-    }
-
-    fn collect(&self, rule: &Rule, link: &Link, out: &mut Vec<Val>) {
-        out.clear();
-        for t in &link.targets.targets {
-            self.collect_target(rule, link, t, out);
-        }
-    }
-
-    fn collect_target(&self, rule: &Rule, link: &Link, t: &Target, out: &mut Vec<Val>) {
-        let start = out.len();
-        self.visit_values(rule, link, t, &mut |key, value| {
-            out.push(Val {
-                kind: t.kind,
-                key: match key {
-                    ValKey::None => None,
-                    ValKey::Static(k) => Some(Arc::from(k)),
-                    ValKey::Entry(k) => Some(k.clone()),
-                },
-                value: value.clone(),
-                count: false,
-            });
-            false
-        });
-        if t.count {
-            let n = out.len() - start;
-            out.truncate(start);
-            let key = match &t.selector {
-                Selector::Key(k, _) => Some(Arc::from(k.as_str())),
-                _ => None,
-            };
-            out.push(Val {
-                kind: t.kind,
-                key,
-                value: arc(n.to_string().as_bytes()),
-                count: true,
-            });
         }
     }
 
