@@ -5,6 +5,7 @@ use crate::action::ctl::{BodyProcessor, Ctl, IdRanges};
 use crate::action::setvar::{SetOp, SetVar};
 use crate::audit::{MatchedRule, Severity};
 use crate::body;
+use crate::byteset::ByteSet;
 use crate::collection::Collection;
 use crate::macros::{MacroStr, Part};
 use crate::operator::numeric::atoi;
@@ -57,6 +58,9 @@ enum ValKey<'a> {
     /// A collection entry's key.
     Entry(&'a Arc<str>),
 }
+
+/// Called per selected value: key, value and its bytes; true stops the walk.
+type ValueVisitor<'f> = dyn FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool + 'f;
 
 /// A value a link matched, recorded while the link's values are borrowed; the
 /// bookkeeping and effects run after the walk, in the same order.
@@ -114,6 +118,8 @@ pub struct Transaction {
     /// Scalar variables indexed by `VarKind as usize` (a hash lookup per rule showed up
     /// in profiles).
     scalars: Vec<Option<Arc<[u8]>>>,
+    /// `ByteSet::of` each scalar.
+    scalar_sets: Vec<ByteSet>,
     matched_var: Arc<[u8]>,
     matched_var_name: Arc<str>,
     /// MATCHED_VARS entries already built, by variable, key (the same shared key, held
@@ -170,8 +176,14 @@ impl Hasher for KeyHasher {
 /// bytes). The entry holds the original `Arc` too, so the address cannot be reused by
 /// another value while the entry exists: the key names one value for the transaction's
 /// life, without hashing its bytes (and without the collisions a content hash allows).
-type CacheMap =
-    HashMap<(u32, usize), (Arc<[u8]>, Arc<[u8]>), std::hash::BuildHasherDefault<KeyHasher>>;
+type CacheMap = HashMap<(u32, usize), Cached, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// A cache entry: the original value (kept alive), the result and its bytes.
+struct Cached {
+    _src: Arc<[u8]>,
+    val: Arc<[u8]>,
+    set: ByteSet,
+}
 
 fn cache_key(id: u32, v: &Arc<[u8]>) -> (u32, usize) {
     (id, v.as_ptr() as usize)
@@ -184,15 +196,16 @@ fn transform_into(
     cache_bytes: &mut usize,
     link: &Link,
     v: &Arc<[u8]>,
-) -> Arc<[u8]> {
+    vset: &ByteSet,
+) -> (Arc<[u8]>, ByteSet) {
     let n = link.transforms.len();
     // Start from the longest prefix of the chain already computed for this value:
     // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
     let mut start = 0;
     let mut base = v.clone();
     for k in (1..n).rev() {
-        if let Some((_, r)) = cache.get(&cache_key(link.tprefix[k - 1].0, v)) {
-            base = r.clone();
+        if let Some(c) = cache.get(&cache_key(link.tprefix[k - 1].0, v)) {
+            base = c.val.clone();
             start = k;
             break;
         }
@@ -208,17 +221,29 @@ fn transform_into(
                 Cow::Borrowed(_) => base.clone(),
                 Cow::Owned(o) => Arc::from(o.as_slice()),
             };
-            cache_put(cache, cache_bytes, cache_key(pid, v), v, val);
+            let set = ByteSet::of(&val);
+            cache_put(cache, cache_bytes, cache_key(pid, v), v, val, set);
         }
     }
     // Unchanged values keep sharing the original allocation.
-    let r: Arc<[u8]> = match cur {
-        Cow::Borrowed(_) => base.clone(),
-        Cow::Owned(o) if o == **v => v.clone(),
-        Cow::Owned(o) => Arc::from(o),
+    let (r, set): (Arc<[u8]>, ByteSet) = match cur {
+        Cow::Owned(o) if o != **v => {
+            let set = ByteSet::of(&o);
+            (Arc::from(o), set)
+        }
+        Cow::Owned(_) => (v.clone(), *vset),
+        Cow::Borrowed(_) if Arc::ptr_eq(&base, v) => (v.clone(), *vset),
+        Cow::Borrowed(_) => (base.clone(), ByteSet::of(&base)),
     };
-    cache_put(cache, cache_bytes, cache_key(link.tchain, v), v, r.clone());
-    r
+    cache_put(
+        cache,
+        cache_bytes,
+        cache_key(link.tchain, v),
+        v,
+        r.clone(),
+        set,
+    );
+    (r, set)
 }
 
 /// Caches a transformed value, bounding the memory a hostile request can pin (the
@@ -229,11 +254,19 @@ fn cache_put(
     key: (u32, usize),
     src: &Arc<[u8]>,
     val: Arc<[u8]>,
+    set: ByteSet,
 ) {
-    let cost = val.len() + src.len() + 64;
+    let cost = val.len() + src.len() + 96;
     if *cache_bytes + cost <= CACHE_BYTES_MAX {
         *cache_bytes += cost;
-        cache.insert(key, (src.clone(), val));
+        cache.insert(
+            key,
+            Cached {
+                _src: src.clone(),
+                val,
+                set,
+            },
+        );
     }
 }
 
@@ -268,7 +301,12 @@ impl Transaction {
         scalars[VarKind::UniqueId as usize] = Some(arc(uid.as_bytes()));
         let secs = t / 1_000_000_000;
         scalars[VarKind::TimeEpoch as usize] = Some(arc(secs.to_string().as_bytes()));
+        let scalar_sets = scalars
+            .iter()
+            .map(|v| v.as_deref().map(ByteSet::of).unwrap_or_default())
+            .collect();
         Transaction {
+            scalar_sets,
             mode,
             req_body_access: c.request_body_access,
             resp_body_access: c.response_body_access,
@@ -316,6 +354,7 @@ impl Transaction {
 
     fn set_scalar(&mut self, k: VarKind, v: &[u8]) {
         self.scalars[k as usize] = Some(arc(v));
+        self.scalar_sets[k as usize] = ByteSet::of(v);
     }
 
     /// Connection endpoints (REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT).
@@ -965,48 +1004,53 @@ impl Transaction {
     ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
-        let mut check =
-            |kind: VarKind, key: &dyn Fn() -> Option<Arc<str>>, count, v: &Arc<[u8]>| {
-                let mut test = |tv: &Arc<[u8]>| {
-                    let r = op.eval(tv, param, link.capture);
-                    if r.is_some() != op.negated {
-                        hits.push(Hit {
-                            kind,
-                            key: key(),
-                            count,
-                            value: tv.clone(),
-                            captures: r.map(|m| m.captures).unwrap_or_default(),
-                        });
-                    }
-                };
-                if link.multi_match {
-                    // The value and every stage that changed it.
-                    test(v);
-                    let mut cur: Arc<[u8]> = v.clone();
-                    for t in &link.transforms {
-                        if let Cow::Owned(next) = t.apply_cow(&cur) {
-                            if next != *cur {
-                                cur = Arc::from(next);
-                                test(&cur);
-                            }
-                        }
-                    }
-                } else if link.transforms.is_empty() {
-                    test(v);
-                } else {
-                    match cache.get(&cache_key(link.tchain, v)) {
-                        Some((_, tv)) => test(tv),
-                        None => {
-                            let tv = transform_into(&mut cache, &mut cache_bytes, link, v);
-                            test(&tv);
+        let mut check = |kind: VarKind,
+                         key: &dyn Fn() -> Option<Arc<str>>,
+                         count,
+                         v: &Arc<[u8]>,
+                         vset: &ByteSet| {
+            let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
+                let r = op.eval_with(tv, set, param, link.capture);
+                if r.is_some() != op.negated {
+                    hits.push(Hit {
+                        kind,
+                        key: key(),
+                        count,
+                        value: tv.clone(),
+                        captures: r.map(|m| m.captures).unwrap_or_default(),
+                    });
+                }
+            };
+            if link.multi_match {
+                // The value and every stage that changed it.
+                test(v, vset);
+                let mut cur: Arc<[u8]> = v.clone();
+                for t in &link.transforms {
+                    if let Cow::Owned(next) = t.apply_cow(&cur) {
+                        if next != *cur {
+                            cur = Arc::from(next);
+                            test(&cur, &ByteSet::of(&cur));
                         }
                     }
                 }
-            };
+            } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
+                // No transformation of the chain changes this value (always so for an
+                // empty chain).
+                test(v, vset);
+            } else {
+                match cache.get(&cache_key(link.tchain, v)) {
+                    Some(c) => test(&c.val, &c.set),
+                    None => {
+                        let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
+                        test(&tv, &set);
+                    }
+                }
+            }
+        };
         for t in &link.targets.targets {
             if t.count {
                 let mut n = 0usize;
-                self.visit_values(rule, link, t, &mut |_, _| {
+                self.visit_values(rule, link, t, &mut |_, _, _| {
                     n += 1;
                     false
                 });
@@ -1014,15 +1058,16 @@ impl Transaction {
                     Selector::Key(k, _) => Some(Arc::from(k.as_str())),
                     _ => None,
                 };
-                check(t.kind, &key, true, &arc(n.to_string().as_bytes()));
+                let v = arc(n.to_string().as_bytes());
+                check(t.kind, &key, true, &v, &ByteSet::of(&v));
             } else {
-                self.visit_values(rule, link, t, &mut |k, v| {
+                self.visit_values(rule, link, t, &mut |k, v, vset| {
                     let key = || match k {
                         ValKey::None => None,
                         ValKey::Static(k) => Some(Arc::from(k)),
                         ValKey::Entry(k) => Some(k.clone()),
                     };
-                    check(t.kind, &key, false, v);
+                    check(t.kind, &key, false, v, vset);
                     false
                 });
             }
@@ -1033,21 +1078,17 @@ impl Transaction {
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
     /// true; the one walk both the fast no-match check and `collect` use.
-    fn visit_values(
-        &self,
-        rule: &Rule,
-        link: &Link,
-        t: &Target,
-        f: &mut dyn FnMut(ValKey<'_>, &Arc<[u8]>) -> bool,
-    ) -> bool {
+    fn visit_values(&self, rule: &Rule, link: &Link, t: &Target, f: &mut ValueVisitor<'_>) -> bool {
         if t.kind == VarKind::Xml {
             let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
-                self.xml_attrs.iter().any(|a| f(ValKey::Static("//@*"), a))
+                self.xml_attrs
+                    .iter()
+                    .any(|a| f(ValKey::Static("//@*"), a, &ByteSet::of(a)))
             } else {
                 self.xml_text
                     .as_ref()
-                    .is_some_and(|x| f(ValKey::Static("/*"), x))
+                    .is_some_and(|x| f(ValKey::Static("/*"), x, &ByteSet::of(x)))
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
@@ -1060,10 +1101,11 @@ impl Transaction {
                 {
                     return false;
                 }
-                f(
-                    ValKey::Entry(&e.key),
-                    if names { &e.kbytes } else { &e.value },
-                )
+                if names {
+                    f(ValKey::Entry(&e.key), &e.kbytes, &e.kset)
+                } else {
+                    f(ValKey::Entry(&e.key), &e.value, &e.vset)
+                }
             };
             for c in cols.into_iter().flatten() {
                 // One key (`TX:paranoia_level`): only entries with its hash.
@@ -1078,8 +1120,15 @@ impl Transaction {
             false
         } else if !self.scalar_excluded(rule, link, t.kind) {
             match t.kind {
-                VarKind::MatchedVar => f(ValKey::None, &self.matched_var),
-                VarKind::MatchedVarName => f(ValKey::None, &arc(self.matched_var_name.as_bytes())),
+                VarKind::MatchedVar => f(
+                    ValKey::None,
+                    &self.matched_var,
+                    &ByteSet::of(&self.matched_var),
+                ),
+                VarKind::MatchedVarName => {
+                    let v = arc(self.matched_var_name.as_bytes());
+                    f(ValKey::None, &v, &ByteSet::of(&v))
+                }
                 VarKind::HighestSeverity => {
                     let h = self
                         .matched
@@ -1087,10 +1136,11 @@ impl Transaction {
                         .filter_map(|m| m.severity)
                         .min()
                         .map_or(255, |s| s as u8);
-                    f(ValKey::None, &arc(h.to_string().as_bytes()))
+                    let v = arc(h.to_string().as_bytes());
+                    f(ValKey::None, &v, &ByteSet::of(&v))
                 }
                 k => match self.scalars.get(k as usize) {
-                    Some(Some(v)) => f(ValKey::None, v),
+                    Some(Some(v)) => f(ValKey::None, v, &self.scalar_sets[k as usize]),
                     _ => false,
                 },
             }
