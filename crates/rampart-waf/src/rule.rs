@@ -84,6 +84,8 @@ pub(crate) struct Link {
     /// Bytes that may make `transforms` change a value (`None`: any value may change);
     /// a value without them is its own transformed value.
     pub triggers: Option<ByteSet>,
+    /// [`Transform::trigger_bytes`] of each transformation.
+    pub stage_triggers: Vec<Option<ByteSet>>,
     pub multi_match: bool,
     pub capture: bool,
     pub effects: Vec<Effect>,

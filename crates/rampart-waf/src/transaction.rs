@@ -211,9 +211,19 @@ fn transform_into(
         }
     }
     let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
+    // The bytes of `cur` while it is known (the original's), to skip transformations
+    // that cannot change it.
+    let mut cur_set = Arc::ptr_eq(&base, v).then_some(*vset);
     for k in start..n {
-        if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
-            cur = Cow::Owned(next);
+        let skip = match (link.stage_triggers.get(k), cur_set) {
+            (Some(Some(trig)), Some(have)) => !trig.intersects(&have),
+            _ => false,
+        };
+        if !skip {
+            if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
+                cur = Cow::Owned(next);
+                cur_set = None;
+            }
         }
         let (pid, shared) = link.tprefix[k];
         if shared && k + 1 < n {
@@ -1025,11 +1035,16 @@ impl Transaction {
                 // The value and every stage that changed it.
                 test(v, vset);
                 let mut cur: Arc<[u8]> = v.clone();
-                for t in &link.transforms {
+                let mut cur_set = *vset;
+                for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
+                    if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
+                        continue; // leaves the value as it is
+                    }
                     if let Cow::Owned(next) = t.apply_cow(&cur) {
                         if next != *cur {
                             cur = Arc::from(next);
-                            test(&cur, &ByteSet::of(&cur));
+                            cur_set = ByteSet::of(&cur);
+                            test(&cur, &cur_set);
                         }
                     }
                 }

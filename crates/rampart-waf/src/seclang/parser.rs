@@ -262,6 +262,7 @@ impl<'a> Parser<'a> {
             tchain,
             tprefix,
             triggers: None,
+            stage_triggers: Vec::new(),
             multi_match: pa.multi_match,
             capture: pa.capture,
             effects: std::mem::take(&mut pa.effects),
@@ -461,6 +462,7 @@ impl<'a> Parser<'a> {
         }
         for l in self.rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
             l.triggers = Transform::chain_trigger_bytes(&l.transforms);
+            l.stage_triggers = l.transforms.iter().map(|t| t.trigger_bytes()).collect();
             for p in &mut l.tprefix {
                 p.1 = users.get(&p.0).is_some_and(|s| s.len() > 1);
             }
