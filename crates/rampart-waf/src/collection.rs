@@ -3,6 +3,7 @@
 //! Values are `Arc`-shared so resolving a target for a rule clones pointers, not bytes.
 //! Each entry carries a hash of its lowercased key so lookups compare integers first.
 
+use crate::byteset::ByteSet;
 use std::sync::Arc;
 
 /// One key/value entry; `lkey` is the lowercased key used for lookups.
@@ -15,6 +16,9 @@ pub(crate) struct Entry {
     /// The key as bytes, the value of `*_NAMES` variables (shared, not re-allocated).
     pub kbytes: Arc<[u8]>,
     pub value: Arc<[u8]>,
+    /// The bytes of `key` and of `value` (see [`ByteSet`]).
+    pub kset: ByteSet,
+    pub vset: ByteSet,
 }
 
 /// Case-insensitive hash of a key (hashes the ASCII-lowercased bytes).
@@ -79,6 +83,8 @@ impl Collection {
         Entry {
             khash: key_hash(&key),
             kbytes: Arc::from(key.as_bytes()),
+            kset: ByteSet::of(key.as_bytes()),
+            vset: ByteSet::of(&value),
             key,
             lkey,
             value,
@@ -95,6 +101,7 @@ impl Collection {
     /// Adds `value` under a key prepared by [`Collection::keyed`].
     pub fn push_keyed(&mut self, proto: &Entry, value: Arc<[u8]>) {
         self.push(Entry {
+            vset: ByteSet::of(&value),
             value,
             ..proto.clone()
         });
@@ -115,6 +122,7 @@ impl Collection {
         };
         if *self.entries[pos].value != *value {
             self.entries[pos].value = Arc::from(value);
+            self.entries[pos].vset = ByteSet::of(value);
         }
         let mut i = pos + 1;
         while i < self.entries.len() {

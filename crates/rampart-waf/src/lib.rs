@@ -37,6 +37,7 @@
 mod action;
 mod audit;
 mod body;
+mod byteset;
 mod collection;
 mod error;
 #[doc(hidden)]

@@ -2,6 +2,7 @@
 //! the disruptive action live on the rule, each link has its own targets and operator.
 
 use crate::action::{ctl::Ctl, setvar::SetVar};
+use crate::byteset::ByteSet;
 use crate::macros::MacroStr;
 use crate::operator::OperatorSpec;
 use crate::transform::Transform;
@@ -80,6 +81,11 @@ pub(crate) struct Link {
     /// Interned id of each prefix `transforms[..=k]`, and whether that prefix is shared
     /// with another chain (then intermediate results are worth caching).
     pub tprefix: Vec<(u32, bool)>,
+    /// Bytes that may make `transforms` change a value (`None`: any value may change);
+    /// a value without them is its own transformed value.
+    pub triggers: Option<ByteSet>,
+    /// [`Transform::trigger_bytes`] of each transformation.
+    pub stage_triggers: Vec<Option<ByteSet>>,
     pub multi_match: bool,
     pub capture: bool,
     pub effects: Vec<Effect>,

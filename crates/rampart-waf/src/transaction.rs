@@ -5,6 +5,7 @@ use crate::action::ctl::{BodyProcessor, Ctl, IdRanges};
 use crate::action::setvar::{SetOp, SetVar};
 use crate::audit::{MatchedRule, Severity};
 use crate::body;
+use crate::byteset::ByteSet;
 use crate::collection::Collection;
 use crate::macros::{MacroStr, Part};
 use crate::operator::numeric::atoi;
@@ -58,31 +59,34 @@ enum ValKey<'a> {
     Entry(&'a Arc<str>),
 }
 
-/// A resolved variable value with where it came from.
-struct Val {
+/// Called per selected value: key, value and its bytes; true stops the walk.
+type ValueVisitor<'f> = dyn FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool + 'f;
+
+/// A value a link matched, recorded while the link's values are borrowed; the
+/// bookkeeping and effects run after the walk, in the same order.
+struct Hit {
     kind: VarKind,
     key: Option<Arc<str>>,
-    value: Arc<[u8]>,
     /// `&VAR` count.
     count: bool,
+    /// The transformed value that matched.
+    value: Arc<[u8]>,
+    captures: Vec<Vec<u8>>,
 }
 
-impl Val {
-    /// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
-    fn name(&self) -> String {
-        let kind = self.kind.name();
-        let key = self.key.as_deref().unwrap_or("");
-        let mut s = String::with_capacity(2 + kind.len() + key.len());
-        if self.count {
-            s.push('&');
-        }
-        s.push_str(kind);
-        if let Some(k) = &self.key {
-            s.push(':');
-            s.push_str(k);
-        }
-        s
+/// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
+fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
+    let kind = kind.name();
+    let mut s = String::with_capacity(2 + kind.len() + key.map_or(0, str::len));
+    if count {
+        s.push('&');
     }
+    s.push_str(kind);
+    if let Some(k) = key {
+        s.push(':');
+        s.push_str(k);
+    }
+    s
 }
 
 /// Keys of `TX.0`–`TX.9` for `capture`.
@@ -114,6 +118,8 @@ pub struct Transaction {
     /// Scalar variables indexed by `VarKind as usize` (a hash lookup per rule showed up
     /// in profiles).
     scalars: Vec<Option<Arc<[u8]>>>,
+    /// `ByteSet::of` each scalar.
+    scalar_sets: Vec<ByteSet>,
     matched_var: Arc<[u8]>,
     matched_var_name: Arc<str>,
     /// MATCHED_VARS entries already built, by variable, key (the same shared key, held
@@ -139,28 +145,10 @@ pub struct Transaction {
     allow_until: u8,
     cache: CacheMap,
     cache_bytes: usize,
-    scratch_vals: Vec<Val>,
-    scratch_candidates: Vec<Arc<[u8]>>,
+    scratch_hits: Vec<Hit>,
 }
 
-/// FNV-style 64-bit hash with 8-byte steps: the cache key only needs to tell values of
-/// one transaction apart (the length is part of the key too), not resist flooding.
-fn hash_bytes(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    for &x in chunks.remainder() {
-        h = (h.rotate_left(5) ^ u64::from(x)).wrapping_mul(K);
-    }
-    h
-}
-
-/// Identity hasher for the cache's already-hashed keys.
+/// Identity hasher for the cache's keys (a chain id and an address: already spread).
 #[derive(Default, Clone, Copy)]
 struct KeyHasher(u64);
 
@@ -184,37 +172,58 @@ impl Hasher for KeyHasher {
     }
 }
 
-type CacheMap = HashMap<(u32, u64, usize), Arc<[u8]>, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Transformed values by (chain or chain-prefix id, address of the original value's
+/// bytes). The entry holds the original `Arc` too, so the address cannot be reused by
+/// another value while the entry exists: the key names one value for the transaction's
+/// life, without hashing its bytes (and without the collisions a content hash allows).
+type CacheMap = HashMap<(u32, usize), Cached, std::hash::BuildHasherDefault<KeyHasher>>;
 
-/// Applies `link`'s transformations to `v` (whose `hash_bytes` is `h`), starting from the
-/// longest prefix of the chain already in `cache`, and caches the result.
+/// A cache entry: the original value (kept alive), the result and its bytes.
+struct Cached {
+    _src: Arc<[u8]>,
+    val: Arc<[u8]>,
+    set: ByteSet,
+}
+
+fn cache_key(id: u32, v: &Arc<[u8]>) -> (u32, usize) {
+    (id, v.as_ptr() as usize)
+}
+
+/// Applies `link`'s transformations to `v`, starting from the longest prefix of the
+/// chain already in `cache`, and caches the result.
 fn transform_into(
     cache: &mut CacheMap,
     cache_bytes: &mut usize,
     link: &Link,
     v: &Arc<[u8]>,
-    h: u64,
-) -> Arc<[u8]> {
-    let len = v.len();
+    vset: &ByteSet,
+) -> (Arc<[u8]>, ByteSet) {
     let n = link.transforms.len();
     // Start from the longest prefix of the chain already computed for this value:
     // CRS chains share prefixes (`t:utf8toUnicode,t:urlDecodeUni,…`).
     let mut start = 0;
     let mut base = v.clone();
-    for k in (1..=n).rev() {
-        if let Some(r) = cache.get(&(link.tprefix[k - 1].0, h, len)) {
-            if k == n {
-                return r.clone();
-            }
-            base = r.clone();
+    for k in (1..n).rev() {
+        if let Some(c) = cache.get(&cache_key(link.tprefix[k - 1].0, v)) {
+            base = c.val.clone();
             start = k;
             break;
         }
     }
     let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&base);
+    // The bytes of `cur` while it is known (the original's), to skip transformations
+    // that cannot change it.
+    let mut cur_set = Arc::ptr_eq(&base, v).then_some(*vset);
     for k in start..n {
-        if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
-            cur = Cow::Owned(next);
+        let skip = match (link.stage_triggers.get(k), cur_set) {
+            (Some(Some(trig)), Some(have)) => !trig.intersects(&have),
+            _ => false,
+        };
+        if !skip {
+            if let Cow::Owned(next) = link.transforms[k].apply_cow(&cur) {
+                cur = Cow::Owned(next);
+                cur_set = None;
+            }
         }
         let (pid, shared) = link.tprefix[k];
         if shared && k + 1 < n {
@@ -222,29 +231,52 @@ fn transform_into(
                 Cow::Borrowed(_) => base.clone(),
                 Cow::Owned(o) => Arc::from(o.as_slice()),
             };
-            cache_put(cache, cache_bytes, (pid, h, len), val);
+            let set = ByteSet::of(&val);
+            cache_put(cache, cache_bytes, cache_key(pid, v), v, val, set);
         }
     }
     // Unchanged values keep sharing the original allocation.
-    let r: Arc<[u8]> = match cur {
-        Cow::Borrowed(_) => base.clone(),
-        Cow::Owned(o) if o == **v => v.clone(),
-        Cow::Owned(o) => Arc::from(o),
+    let (r, set): (Arc<[u8]>, ByteSet) = match cur {
+        Cow::Owned(o) if o != **v => {
+            let set = ByteSet::of(&o);
+            (Arc::from(o), set)
+        }
+        Cow::Owned(_) => (v.clone(), *vset),
+        Cow::Borrowed(_) if Arc::ptr_eq(&base, v) => (v.clone(), *vset),
+        Cow::Borrowed(_) => (base.clone(), ByteSet::of(&base)),
     };
-    cache_put(cache, cache_bytes, (link.tchain, h, len), r.clone());
-    r
+    cache_put(
+        cache,
+        cache_bytes,
+        cache_key(link.tchain, v),
+        v,
+        r.clone(),
+        set,
+    );
+    (r, set)
 }
 
-/// Caches a transformed value, bounding the memory a hostile request can pin.
+/// Caches a transformed value, bounding the memory a hostile request can pin (the
+/// original counts too: the entry keeps it alive).
 fn cache_put(
     cache: &mut CacheMap,
     cache_bytes: &mut usize,
-    key: (u32, u64, usize),
+    key: (u32, usize),
+    src: &Arc<[u8]>,
     val: Arc<[u8]>,
+    set: ByteSet,
 ) {
-    if *cache_bytes + val.len() <= CACHE_BYTES_MAX {
-        *cache_bytes += val.len();
-        cache.insert(key, val);
+    let cost = val.len() + src.len() + 96;
+    if *cache_bytes + cost <= CACHE_BYTES_MAX {
+        *cache_bytes += cost;
+        cache.insert(
+            key,
+            Cached {
+                _src: src.clone(),
+                val,
+                set,
+            },
+        );
     }
 }
 
@@ -279,7 +311,12 @@ impl Transaction {
         scalars[VarKind::UniqueId as usize] = Some(arc(uid.as_bytes()));
         let secs = t / 1_000_000_000;
         scalars[VarKind::TimeEpoch as usize] = Some(arc(secs.to_string().as_bytes()));
+        let scalar_sets = scalars
+            .iter()
+            .map(|v| v.as_deref().map(ByteSet::of).unwrap_or_default())
+            .collect();
         Transaction {
+            scalar_sets,
             mode,
             req_body_access: c.request_body_access,
             resp_body_access: c.response_body_access,
@@ -321,13 +358,13 @@ impl Transaction {
             // values): growing it step by step showed up as rehashing in profiles.
             cache: CacheMap::with_capacity_and_hasher(256, Default::default()),
             cache_bytes: 0,
-            scratch_vals: Vec::new(),
-            scratch_candidates: Vec::new(),
+            scratch_hits: Vec::new(),
         }
     }
 
     fn set_scalar(&mut self, k: VarKind, v: &[u8]) {
         self.scalars[k as usize] = Some(arc(v));
+        self.scalar_sets[k as usize] = ByteSet::of(v);
     }
 
     /// Connection endpoints (REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT).
@@ -899,20 +936,6 @@ impl Transaction {
         });
     }
 
-    /// Applies the link's transformations, memoised per transaction.
-    fn transformed(&mut self, link: &Link, v: &Arc<[u8]>) -> Arc<[u8]> {
-        if link.transforms.is_empty() {
-            return v.clone();
-        }
-        transform_into(
-            &mut self.cache,
-            &mut self.cache_bytes,
-            link,
-            v,
-            hash_bytes(v),
-        )
-    }
-
     fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
         let Some(op) = &link.op else {
             // SecAction: unconditional, effects once.
@@ -926,66 +949,39 @@ impl Transaction {
             },
             None => Cow::Borrowed(&[]),
         };
-        // Most links match nothing: decide that borrowing the values (no refcount
-        // traffic, no names). Only a link with a match takes the full pass below, which
-        // makes the same decisions again (operators and transformations are pure) and
-        // runs the effects.
-        if !link.multi_match && !self.any_match(rule, link, op, &param) {
-            return false;
-        }
-        // Reuse the transaction's scratch buffers instead of allocating per rule.
-        let mut vals = std::mem::take(&mut self.scratch_vals);
-        self.collect(rule, link, &mut vals);
-        let mut any = false;
-        let mut candidates = std::mem::take(&mut self.scratch_candidates);
-        for v in vals.drain(..) {
-            candidates.clear();
-            if link.multi_match {
-                candidates.push(v.value.clone());
-                let mut cur = v.value.to_vec();
-                for t in &link.transforms {
-                    let next = t.apply(&cur);
-                    if next != cur {
-                        candidates.push(arc(&next));
-                    }
-                    cur = next;
-                }
-            } else {
-                let tv = self.transformed(link, &v.value);
-                candidates.push(tv);
-            }
-            for tv in candidates.drain(..) {
-                let r = op.eval(&tv, &param, link.capture);
-                if r.is_some() == op.negated {
-                    continue;
-                }
-                any = true;
-                if link.capture {
-                    if let Some(m) = &r {
-                        for (i, c) in m.captures.iter().enumerate().take(10) {
-                            self.tx.set(DIGITS[i], c);
-                        }
-                    }
-                }
-                let entry = self.name_entry(&v);
-                self.matched_var = tv.clone();
-                self.matched_var_name = entry.key.clone();
-                self.matched_vars.push_keyed(&entry, tv.clone());
-                self.run_effects(rule, &link.effects);
-                if !link.multi_match {
-                    break;
+        // One walk over the values, borrowing them: most links match nothing, and
+        // those that do record their hits; the bookkeeping and effects of each hit
+        // run afterwards, in order (values are chosen before any effect runs, as
+        // ModSecurity collects them before it evaluates).
+        let mut hits = std::mem::take(&mut self.scratch_hits);
+        hits.clear();
+        self.find_hits(rule, link, op, &param, &mut hits);
+        let any = !hits.is_empty();
+        for h in hits.drain(..) {
+            if link.capture {
+                for (i, c) in h.captures.iter().enumerate().take(10) {
+                    self.tx.set(DIGITS[i], c);
                 }
             }
+            let entry = self.name_entry(h.kind, &h.key, h.count);
+            self.matched_var_name = entry.key.clone();
+            self.matched_vars.push_keyed(&entry, h.value.clone());
+            self.matched_var = h.value;
+            self.run_effects(rule, &link.effects);
         }
-        self.scratch_vals = vals;
-        self.scratch_candidates = candidates;
+        self.scratch_hits = hits;
         any
     }
 
-    /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for `v`, built once
-    /// per transaction.
-    fn name_entry(&mut self, v: &Val) -> crate::collection::Entry {
-        let same = |a: &Option<Arc<str>>| match (a, &v.key) {
+    /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for a value of
+    /// `kind` under `key`, built once per transaction.
+    fn name_entry(
+        &mut self,
+        kind: VarKind,
+        key: &Option<Arc<str>>,
+        count: bool,
+    ) -> crate::collection::Entry {
+        let same = |a: &Option<Arc<str>>| match (a, key) {
             (None, None) => true,
             (Some(x), Some(y)) => Arc::ptr_eq(x, y),
             _ => false,
@@ -993,89 +989,121 @@ impl Transaction {
         if let Some((.., e)) = self
             .names
             .iter()
-            .find(|(k, a, c, _)| *k == v.kind && *c == v.count && same(a))
+            .find(|(k, a, c, _)| *k == kind && *c == count && same(a))
         {
             return e.clone();
         }
-        let e = Collection::keyed(Arc::from(v.name()));
+        let e = Collection::keyed(Arc::from(var_name(kind, key.as_deref(), count)));
         // Bounded: a request with thousands of matching arguments does not grow it.
         if self.names.len() < 256 {
-            self.names.push((v.kind, v.key.clone(), v.count, e.clone()));
+            self.names.push((kind, key.clone(), count, e.clone()));
         }
         e
     }
 
-    /// True when some value of the link's targets matches `op` after the link's
-    /// transformations: the decision the full pass in `eval_link` makes (not for
-    /// `multiMatch`), without cloning values. Only fills the transformation cache.
-    fn any_match(&mut self, rule: &Rule, link: &Link, op: &OperatorSpec, param: &[u8]) -> bool {
+    /// Evaluates `op` on every value of the link's targets (after the link's
+    /// transformations, each stage for `multiMatch`) and records the matches in `hits`,
+    /// in order. Only fills the transformation cache.
+    fn find_hits(
+        &mut self,
+        rule: &Rule,
+        link: &Link,
+        op: &OperatorSpec,
+        param: &[u8],
+        hits: &mut Vec<Hit>,
+    ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
-        let mut found = false;
-        for t in &link.targets.targets {
-            let hit = self.visit_target(rule, link, t, &mut |v: &Arc<[u8]>| {
-                let owned: Arc<[u8]>;
-                let tv: &[u8] = if link.transforms.is_empty() {
-                    v
-                } else {
-                    let key = (link.tchain, hash_bytes(v), v.len());
-                    match cache.get(&key) {
-                        Some(r) => r,
-                        None => {
-                            owned = transform_into(&mut cache, &mut cache_bytes, link, v, key.1);
-                            &owned
+        let mut check = |kind: VarKind,
+                         key: &dyn Fn() -> Option<Arc<str>>,
+                         count,
+                         v: &Arc<[u8]>,
+                         vset: &ByteSet| {
+            let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
+                let r = op.eval_with(tv, set, param, link.capture);
+                if r.is_some() != op.negated {
+                    hits.push(Hit {
+                        kind,
+                        key: key(),
+                        count,
+                        value: tv.clone(),
+                        captures: r.map(|m| m.captures).unwrap_or_default(),
+                    });
+                }
+            };
+            if link.multi_match {
+                // The value and every stage that changed it.
+                test(v, vset);
+                let mut cur: Arc<[u8]> = v.clone();
+                let mut cur_set = *vset;
+                for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
+                    if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
+                        continue; // leaves the value as it is
+                    }
+                    if let Cow::Owned(next) = t.apply_cow(&cur) {
+                        if next != *cur {
+                            cur = Arc::from(next);
+                            cur_set = ByteSet::of(&cur);
+                            test(&cur, &cur_set);
                         }
                     }
+                }
+            } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
+                // No transformation of the chain changes this value (always so for an
+                // empty chain).
+                test(v, vset);
+            } else {
+                match cache.get(&cache_key(link.tchain, v)) {
+                    Some(c) => test(&c.val, &c.set),
+                    None => {
+                        let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
+                        test(&tv, &set);
+                    }
+                }
+            }
+        };
+        for t in &link.targets.targets {
+            if t.count {
+                let mut n = 0usize;
+                self.visit_values(rule, link, t, &mut |_, _, _| {
+                    n += 1;
+                    false
+                });
+                let key = || match &t.selector {
+                    Selector::Key(k, _) => Some(Arc::from(k.as_str())),
+                    _ => None,
                 };
-                op.eval(tv, param, link.capture).is_some() != op.negated
-            });
-            if hit {
-                found = true;
-                break;
+                let v = arc(n.to_string().as_bytes());
+                check(t.kind, &key, true, &v, &ByteSet::of(&v));
+            } else {
+                self.visit_values(rule, link, t, &mut |k, v, vset| {
+                    let key = || match k {
+                        ValKey::None => None,
+                        ValKey::Static(k) => Some(Arc::from(k)),
+                        ValKey::Entry(k) => Some(k.clone()),
+                    };
+                    check(t.kind, &key, false, v, vset);
+                    false
+                });
             }
         }
         self.cache = cache;
         self.cache_bytes = cache_bytes;
-        found
-    }
-
-    /// Calls `f` on each value `collect_target` collects for `t`, in the same order,
-    /// borrowing instead of cloning; stops and returns true as soon as `f` does.
-    fn visit_target(
-        &self,
-        rule: &Rule,
-        link: &Link,
-        t: &Target,
-        f: &mut dyn FnMut(&Arc<[u8]>) -> bool,
-    ) -> bool {
-        if t.count {
-            let mut n = 0usize;
-            self.visit_values(rule, link, t, &mut |_, _| {
-                n += 1;
-                false
-            });
-            return f(&arc(n.to_string().as_bytes()));
-        }
-        self.visit_values(rule, link, t, &mut |_, v| f(v))
     }
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
     /// true; the one walk both the fast no-match check and `collect` use.
-    fn visit_values(
-        &self,
-        rule: &Rule,
-        link: &Link,
-        t: &Target,
-        f: &mut dyn FnMut(ValKey<'_>, &Arc<[u8]>) -> bool,
-    ) -> bool {
+    fn visit_values(&self, rule: &Rule, link: &Link, t: &Target, f: &mut ValueVisitor<'_>) -> bool {
         if t.kind == VarKind::Xml {
             let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
-                self.xml_attrs.iter().any(|a| f(ValKey::Static("//@*"), a))
+                self.xml_attrs
+                    .iter()
+                    .any(|a| f(ValKey::Static("//@*"), a, &ByteSet::of(a)))
             } else {
                 self.xml_text
                     .as_ref()
-                    .is_some_and(|x| f(ValKey::Static("/*"), x))
+                    .is_some_and(|x| f(ValKey::Static("/*"), x, &ByteSet::of(x)))
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
@@ -1088,10 +1116,11 @@ impl Transaction {
                 {
                     return false;
                 }
-                f(
-                    ValKey::Entry(&e.key),
-                    if names { &e.kbytes } else { &e.value },
-                )
+                if names {
+                    f(ValKey::Entry(&e.key), &e.kbytes, &e.kset)
+                } else {
+                    f(ValKey::Entry(&e.key), &e.value, &e.vset)
+                }
             };
             for c in cols.into_iter().flatten() {
                 // One key (`TX:paranoia_level`): only entries with its hash.
@@ -1106,8 +1135,15 @@ impl Transaction {
             false
         } else if !self.scalar_excluded(rule, link, t.kind) {
             match t.kind {
-                VarKind::MatchedVar => f(ValKey::None, &self.matched_var),
-                VarKind::MatchedVarName => f(ValKey::None, &arc(self.matched_var_name.as_bytes())),
+                VarKind::MatchedVar => f(
+                    ValKey::None,
+                    &self.matched_var,
+                    &ByteSet::of(&self.matched_var),
+                ),
+                VarKind::MatchedVarName => {
+                    let v = arc(self.matched_var_name.as_bytes());
+                    f(ValKey::None, &v, &ByteSet::of(&v))
+                }
                 VarKind::HighestSeverity => {
                     let h = self
                         .matched
@@ -1115,10 +1151,11 @@ impl Transaction {
                         .filter_map(|m| m.severity)
                         .min()
                         .map_or(255, |s| s as u8);
-                    f(ValKey::None, &arc(h.to_string().as_bytes()))
+                    let v = arc(h.to_string().as_bytes());
+                    f(ValKey::None, &v, &ByteSet::of(&v))
                 }
                 k => match self.scalars.get(k as usize) {
-                    Some(Some(v)) => f(ValKey::None, v),
+                    Some(Some(v)) => f(ValKey::None, v, &self.scalar_sets[k as usize]),
                     _ => false,
                 },
             }
@@ -1268,44 +1305,6 @@ impl Transaction {
                 Some(c) => ([Some(c), None], false),
                 None => ([None, None], false),
             },
-        }
-    }
-
-    fn collect(&self, rule: &Rule, link: &Link, out: &mut Vec<Val>) {
-        out.clear();
-        for t in &link.targets.targets {
-            self.collect_target(rule, link, t, out);
-        }
-    }
-
-    fn collect_target(&self, rule: &Rule, link: &Link, t: &Target, out: &mut Vec<Val>) {
-        let start = out.len();
-        self.visit_values(rule, link, t, &mut |key, value| {
-            out.push(Val {
-                kind: t.kind,
-                key: match key {
-                    ValKey::None => None,
-                    ValKey::Static(k) => Some(Arc::from(k)),
-                    ValKey::Entry(k) => Some(k.clone()),
-                },
-                value: value.clone(),
-                count: false,
-            });
-            false
-        });
-        if t.count {
-            let n = out.len() - start;
-            out.truncate(start);
-            let key = match &t.selector {
-                Selector::Key(k, _) => Some(Arc::from(k.as_str())),
-                _ => None,
-            };
-            out.push(Val {
-                kind: t.kind,
-                key,
-                value: arc(n.to_string().as_bytes()),
-                count: true,
-            });
         }
     }
 

@@ -14,6 +14,7 @@ mod validate_url_encoding;
 mod validate_utf8_encoding;
 mod verify_cc;
 
+use crate::byteset::{ByteSet, Needs};
 use crate::macros::MacroStr;
 use aho_corasick::AhoCorasick;
 pub use rx::{CompiledRegex, Engine};
@@ -25,7 +26,8 @@ pub(crate) enum Operator {
     Pm(Option<AhoCorasick>),
     DetectSqli,
     DetectXss,
-    ValidateByteRange(Box<[bool; 256]>),
+    /// The allow table, and the same as a set.
+    ValidateByteRange(Box<[bool; 256]>, ByteSet),
     ValidateUrlEncoding,
     ValidateUtf8Encoding,
     IpMatch(Vec<ip_match::Net>),
@@ -46,6 +48,8 @@ pub(crate) struct OpMatch {
 pub(crate) struct OperatorSpec {
     pub op: Operator,
     pub negated: bool,
+    /// Bytes a value must contain for `op` to match it (`@rx`, `@pm`).
+    pub needs: Needs,
 }
 
 /// Parse context for operators: reads `@pmFromFile` data through the loader.
@@ -78,29 +82,46 @@ impl OperatorSpec {
             ("rx", t)
         };
         let lname = name.to_ascii_lowercase();
+        let mut needs = Needs::none();
         let op = match lname.as_str() {
             // `@rxGlobal` differs from `@rx` only in collecting every match for
             // `capture`; TX.0–9 come from the first match here.
-            "rx" | "rxglobal" => Operator::Rx(
-                CompiledRegex::compile(param, env.backtrack_limit()).map_err(OpError::Invalid)?,
-            ),
-            "pm" => Operator::Pm(pm::build(&pm::split_phrases(param)).map_err(OpError::Invalid)?),
+            "rx" | "rxglobal" => {
+                let (re, n) = CompiledRegex::compile_with_needs(param, env.backtrack_limit())
+                    .map_err(OpError::Invalid)?;
+                needs = n;
+                Operator::Rx(re)
+            }
+            "pm" => {
+                let (ac, n) = pm::build(&pm::split_phrases(param)).map_err(OpError::Invalid)?;
+                needs = n;
+                Operator::Pm(ac)
+            }
             "pmfromfile" | "pmf" => {
                 let mut phrases = Vec::new();
                 for f in param.split_ascii_whitespace() {
                     let text = env.read_data_file(f).map_err(OpError::Invalid)?;
                     phrases.extend(pm::parse_file(&text));
                 }
-                Operator::Pm(pm::build(&phrases).map_err(OpError::Invalid)?)
+                let (ac, n) = pm::build(&phrases).map_err(OpError::Invalid)?;
+                needs = n;
+                Operator::Pm(ac)
             }
             "verifycc" => Operator::VerifyCc(
                 CompiledRegex::compile(param, env.backtrack_limit()).map_err(OpError::Invalid)?,
             ),
             "detectsqli" => Operator::DetectSqli,
             "detectxss" => Operator::DetectXss,
-            "validatebyterange" => Operator::ValidateByteRange(Box::new(
-                validate_byte_range::parse(param).map_err(OpError::Invalid)?,
-            )),
+            "validatebyterange" => {
+                let t = validate_byte_range::parse(param).map_err(OpError::Invalid)?;
+                let mut allowed = ByteSet::EMPTY;
+                for b in 0..=255u8 {
+                    if t[usize::from(b)] {
+                        allowed.insert(b);
+                    }
+                }
+                Operator::ValidateByteRange(Box::new(t), allowed)
+            }
             "validateurlencoding" => Operator::ValidateUrlEncoding,
             "validateutf8encoding" => Operator::ValidateUtf8Encoding,
             "ipmatch" => Operator::IpMatch(ip_match::parse(param).map_err(OpError::Invalid)?),
@@ -125,12 +146,28 @@ impl OperatorSpec {
             "nomatch" => Operator::NoMatch,
             _ => return Err(OpError::Unsupported(format!("@{name}"))),
         };
-        Ok(OperatorSpec { op, negated })
+        Ok(OperatorSpec { op, negated, needs })
     }
 
     /// Evaluates against one (transformed) value; `param` is the expanded macro
     /// parameter for operators that take one. Negation is applied by the caller.
+    #[cfg(test)]
     pub fn eval(&self, input: &[u8], param: &[u8], want_captures: bool) -> Option<OpMatch> {
+        self.eval_with(input, &ByteSet::of(input), param, want_captures)
+    }
+
+    /// [`OperatorSpec::eval`] for a value whose bytes are `have` (`ByteSet::of(input)`):
+    /// values lacking the bytes the operator needs are answered without a search.
+    pub fn eval_with(
+        &self,
+        input: &[u8],
+        have: &ByteSet,
+        param: &[u8],
+        want_captures: bool,
+    ) -> Option<OpMatch> {
+        if !self.needs.may_hold(have) {
+            return None;
+        }
         let none = || OpMatch {
             captures: Vec::new(),
         };
@@ -150,8 +187,12 @@ impl OperatorSpec {
             Operator::Pm(ac) => pm::find(ac, input).map(one),
             Operator::DetectSqli => detect_sqli::check(input).map(one),
             Operator::DetectXss => detect_xss::check(input).then(none),
-            Operator::ValidateByteRange(t) => {
-                validate_byte_range::check(t, input).map(|b| one(vec![b]))
+            Operator::ValidateByteRange(t, allowed) => {
+                if have.is_subset(allowed) {
+                    None
+                } else {
+                    validate_byte_range::check(t, input).map(|b| one(vec![b]))
+                }
             }
             Operator::ValidateUrlEncoding => validate_url_encoding::check(input).then(none),
             Operator::ValidateUtf8Encoding => validate_utf8_encoding::check(input).then(none),

@@ -5,6 +5,7 @@
 //! ones for the `regex` crate are marked "rewritten" in the load report: they can match
 //! where PCRE would give up after refusing to backtrack, never the other way round.
 
+use crate::byteset::{regex_needs, Needs};
 use std::borrow::Cow;
 
 /// A compiled `@rx` pattern.
@@ -32,33 +33,43 @@ pub enum Engine {
 impl CompiledRegex {
     /// Compiles `pat`, translating PCRE-isms the `regex` crate spells differently.
     pub fn compile(pat: &str, backtrack_limit: usize) -> Result<CompiledRegex, String> {
+        Self::compile_with_needs(pat, backtrack_limit).map(|(r, _)| r)
+    }
+
+    /// [`CompiledRegex::compile`], plus the bytes every match must contain (none for the
+    /// backtracking engine).
+    pub(crate) fn compile_with_needs(
+        pat: &str,
+        backtrack_limit: usize,
+    ) -> Result<(CompiledRegex, Needs), String> {
         let (tr, lossy) = translate_flagged(pat);
         let needs_fancy = has_fancy_features(pat);
         if !needs_fancy {
-            let fast = regex::bytes::RegexBuilder::new(&tr)
-                .unicode(false)
-                .size_limit(256 << 20)
-                .dfa_size_limit(64 << 20)
-                .build()
-                .or_else(|_| {
-                    regex::bytes::RegexBuilder::new(&tr)
-                        .size_limit(256 << 20)
-                        .dfa_size_limit(64 << 20)
-                        .build()
-                });
-            if let Ok(r) = fast {
-                return Ok(if lossy {
-                    CompiledRegex::Rewritten(r)
-                } else {
-                    CompiledRegex::Fast(r)
-                });
+            let build = |unicode: bool| {
+                regex::bytes::RegexBuilder::new(&tr)
+                    .unicode(unicode)
+                    .size_limit(256 << 20)
+                    .dfa_size_limit(64 << 20)
+                    .build()
+                    .map(|r| (r, unicode))
+            };
+            if let Ok((r, unicode)) = build(false).or_else(|_| build(true)) {
+                let needs = regex_needs(&tr, unicode);
+                return Ok((
+                    if lossy {
+                        CompiledRegex::Rewritten(r)
+                    } else {
+                        CompiledRegex::Fast(r)
+                    },
+                    needs,
+                ));
             }
         }
         fancy_regex::RegexBuilder::new(&tr)
             .backtrack_limit(backtrack_limit.max(1_000_000))
             .delegate_size_limit(256 << 20)
             .build()
-            .map(CompiledRegex::Fancy)
+            .map(|r| (CompiledRegex::Fancy(r), Needs::none()))
             .map_err(|e| e.to_string())
     }
 

@@ -3,6 +3,7 @@
 
 use super::lexer::{logical_lines, tokenize};
 use crate::action::{parse_actions, ParsedActions};
+use crate::byteset::Needs;
 use crate::error::{Location, WafError};
 use crate::operator::{OpEnv, OpError, Operator, OperatorSpec};
 use crate::rule::{Disruptive, Link, Phase, Rule};
@@ -222,6 +223,7 @@ impl<'a> Parser<'a> {
                         Some(OperatorSpec {
                             op: Operator::NoMatch,
                             negated: false,
+                            needs: Needs::none(),
                         })
                     }
                 }
@@ -259,6 +261,8 @@ impl<'a> Parser<'a> {
             transforms,
             tchain,
             tprefix,
+            triggers: None,
+            stage_triggers: Vec::new(),
             multi_match: pa.multi_match,
             capture: pa.capture,
             effects: std::mem::take(&mut pa.effects),
@@ -457,6 +461,8 @@ impl<'a> Parser<'a> {
             }
         }
         for l in self.rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
+            l.triggers = Transform::chain_trigger_bytes(&l.transforms);
+            l.stage_triggers = l.transforms.iter().map(|t| t.trigger_bytes()).collect();
             for p in &mut l.tprefix {
                 p.1 = users.get(&p.0).is_some_and(|s| s.len() > 1);
             }

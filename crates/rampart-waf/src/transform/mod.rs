@@ -32,6 +32,8 @@ mod url_decode_uni;
 mod url_encode;
 mod utf8_to_unicode;
 
+use crate::byteset::ByteSet;
+
 /// One transformation function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
@@ -124,6 +126,37 @@ impl Transform {
             "sqlhexdecode" => SqlHexDecode,
             _ => return None,
         }))
+    }
+
+    /// Bytes whose presence may make this transformation change a value: a value
+    /// containing none of them comes out unchanged. `None` when any value may change.
+    pub(crate) fn trigger_bytes(self) -> Option<ByteSet> {
+        use Transform::*;
+        let spaces = ByteSet::from_bytes(b" \t\n\r\x0b\x0c\xa0");
+        Some(match self {
+            UrlDecode | UrlDecodeUni => ByteSet::from_bytes(b"%+"),
+            HtmlEntityDecode => ByteSet::from_bytes(b"&"),
+            JsDecode | CssDecode | EscapeSeqDecode => ByteSet::from_bytes(b"\\"),
+            Lowercase => ByteSet::range(b'A', b'Z'),
+            Uppercase => ByteSet::range(b'a', b'z'),
+            RemoveNulls | ReplaceNulls => ByteSet::from_bytes(b"\0"),
+            Utf8ToUnicode => ByteSet::range(0x80, 0xff),
+            RemoveWhitespace | CompressWhitespace | Trim | TrimLeft | TrimRight => spaces,
+            ReplaceComments => ByteSet::from_bytes(b"/"),
+            RemoveComments | RemoveCommentsChar => ByteSet::from_bytes(b"/*-#<"),
+            CmdLine => ByteSet::from_bytes(b"\\\"'^,; \t\r\n").union(ByteSet::range(b'A', b'Z')),
+            NormalizePath => ByteSet::from_bytes(b"/."),
+            NormalizePathWin => ByteSet::from_bytes(b"/.\\"),
+            SqlHexDecode => ByteSet::from_bytes(b"0"),
+            _ => return None,
+        })
+    }
+
+    /// [`Transform::trigger_bytes`] of a whole chain.
+    pub(crate) fn chain_trigger_bytes(chain: &[Transform]) -> Option<ByteSet> {
+        chain.iter().try_fold(ByteSet::EMPTY, |acc, t| {
+            t.trigger_bytes().map(|b| acc.union(b))
+        })
     }
 
     /// Applies the transformation, borrowing the input when a cheap scan shows it
@@ -231,6 +264,44 @@ mod tests {
     use super::Transform::*;
     use super::*;
 
+    const ALL: [Transform; 35] = [
+        Lowercase,
+        Uppercase,
+        UrlDecode,
+        UrlDecodeUni,
+        UrlEncode,
+        HtmlEntityDecode,
+        JsDecode,
+        CssDecode,
+        CmdLine,
+        CompressWhitespace,
+        RemoveWhitespace,
+        RemoveNulls,
+        ReplaceNulls,
+        ReplaceComments,
+        RemoveComments,
+        RemoveCommentsChar,
+        NormalizePath,
+        NormalizePathWin,
+        Base64Decode,
+        Base64DecodeExt,
+        Base64Encode,
+        HexDecode,
+        HexEncode,
+        Utf8ToUnicode,
+        Length,
+        Sha1,
+        Md5,
+        ParityEven7bit,
+        ParityOdd7bit,
+        ParityZero7bit,
+        Trim,
+        TrimLeft,
+        TrimRight,
+        EscapeSeqDecode,
+        SqlHexDecode,
+    ];
+
     fn t(tr: Transform, input: &[u8]) -> Vec<u8> {
         tr.apply(input)
     }
@@ -264,43 +335,6 @@ mod tests {
 
     #[test]
     fn apply_cow_agrees_with_apply() {
-        let all = [
-            Lowercase,
-            Uppercase,
-            UrlDecode,
-            UrlDecodeUni,
-            UrlEncode,
-            HtmlEntityDecode,
-            JsDecode,
-            CssDecode,
-            CmdLine,
-            CompressWhitespace,
-            RemoveWhitespace,
-            RemoveNulls,
-            ReplaceNulls,
-            ReplaceComments,
-            RemoveComments,
-            RemoveCommentsChar,
-            NormalizePath,
-            NormalizePathWin,
-            Base64Decode,
-            Base64DecodeExt,
-            Base64Encode,
-            HexDecode,
-            HexEncode,
-            Utf8ToUnicode,
-            Length,
-            Sha1,
-            Md5,
-            ParityEven7bit,
-            ParityOdd7bit,
-            ParityZero7bit,
-            Trim,
-            TrimLeft,
-            TrimRight,
-            EscapeSeqDecode,
-            SqlHexDecode,
-        ];
         let alphabet = b"aZ09%+&;#/*-<!>\\ \t\0xX\xc3\xa9u";
         let mut s: u64 = 0x1234_5678_9abc_def1;
         for _ in 0..4000 {
@@ -311,12 +345,36 @@ mod tests {
             let input: Vec<u8> = (0..n)
                 .map(|i| alphabet[((s >> (i * 5)) as usize) % alphabet.len()])
                 .collect();
-            for t in all {
+            for t in ALL {
                 assert_eq!(
                     t.apply_cow(&input).as_ref(),
                     t.apply(&input).as_slice(),
                     "{t:?} {input:?}"
                 );
+            }
+        }
+    }
+
+    /// A value without any of a transformation's trigger bytes comes out unchanged.
+    #[test]
+    fn trigger_bytes_are_complete() {
+        let alphabet = b"aZ09%+&;#/*-<!>\\ \t\0xX\xc3\xa9u.,'\"^(\n\r\x0b\xa0";
+        let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let n = (s % 12) as usize;
+            let input: Vec<u8> = (0..n)
+                .map(|i| alphabet[((s >> (i * 5)) as usize) % alphabet.len()])
+                .collect();
+            let have = ByteSet::of(&input);
+            for t in ALL {
+                if let Some(trig) = t.trigger_bytes() {
+                    if !have.intersects(&trig) {
+                        assert_eq!(t.apply(&input), input, "{t:?} {input:?}");
+                    }
+                }
             }
         }
     }
