@@ -659,6 +659,13 @@ async fn compresses_large_files_streaming() {
 
 // ---------------------------------------------------------------- cache validity
 
+/// A change is seen by the next request the server reads: requests arrive through the event
+/// loop, which by then has seen the inotify descriptor become readable. Handlers called
+/// directly (as here) let the loop turn once, as a request's arrival would.
+async fn turn() {
+    tokio::task::yield_now().await;
+}
+
 #[tokio::test]
 async fn cache_sees_every_change() {
     let (dir, s) = setup();
@@ -667,6 +674,7 @@ async fn cache_sees_every_change() {
     assert_eq!(&get(&s, "/a.txt", &[]).await.body[..], b"version-1");
     // Same length, rewritten in place.
     write(dir.path(), "a.txt", b"version-2");
+    turn().await;
     assert_eq!(&get(&s, "/a.txt", &[]).await.body[..], b"version-2");
     // Same length and mtime restored: ctime still differs.
     let mtime = std::fs::metadata(dir.path().join("a.txt"))
@@ -680,18 +688,22 @@ async fn cache_sees_every_change() {
         .unwrap();
     f.set_modified(mtime).unwrap();
     drop(f);
+    turn().await;
     assert_eq!(&get(&s, "/a.txt", &[]).await.body[..], b"version-3");
     // Replaced by rename.
     write(dir.path(), "tmp", b"renamed!!");
     std::fs::rename(dir.path().join("tmp"), dir.path().join("a.txt")).unwrap();
+    turn().await;
     assert_eq!(&get(&s, "/a.txt", &[]).await.body[..], b"renamed!!");
     // Deleted.
     std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+    turn().await;
     assert!(matches!(err(&s, "/a.txt").await, StaticError::NotFound));
     // Index entry cached for "/": follows the index file.
     write(dir.path(), "index.html", b"one");
     assert_eq!(&get(&s, "/", &[]).await.body[..], b"one");
     write(dir.path(), "index.html", b"two!");
+    turn().await;
     assert_eq!(&get(&s, "/", &[]).await.body[..], b"two!");
 }
 
