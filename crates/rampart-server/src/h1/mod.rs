@@ -349,8 +349,14 @@ impl<S: HttpService> Conn<S> {
         if *self.drain.borrow() {
             keep_alive = false;
         }
-        // Per request (not kept on the connection): idle connections hold no buffers.
-        let mut out = Vec::with_capacity(512);
+        // Per request (not kept on the connection): idle connections hold no buffers. Sized
+        // for a small body too, which is copied behind the head (growing the buffer for it
+        // cost a reallocation per small response).
+        let inline_body = match &body {
+            Body::Full(Some(b)) if b.len() <= COPY_BODY_MAX => b.len() + 32,
+            _ => 0,
+        };
+        let mut out = Vec::with_capacity(512 + inline_body);
         let framing = encode::head(
             &mut out,
             parts.status,
