@@ -108,7 +108,9 @@ pub(crate) fn parse(
     }
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Bad("invalid status code"))?;
 
-    let mut headers = HeaderMap::with_capacity(n);
+    // Room for the fields a proxy adds on the way out (`Server`, the request id, `Via`…):
+    // growing the map rehashes it.
+    let mut headers = HeaderMap::with_capacity(n + 4);
     let mut length: Option<u64> = None;
     let mut te: Option<bool> = None;
     let mut close = false;
