@@ -422,8 +422,10 @@ impl Peer {
     /// A connection: an idle pooled one that is still good, else a new one. For an HTTP/2
     /// server, the shared connection (opened on first use, again when it dies).
     pub async fn checkout(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        // The rare paths (HTTP/2, a new connection) are boxed: their futures (connect, DNS,
+        // handshakes) would otherwise size every request's future.
         if self.settings.protocol == Protocol::H2c {
-            return self.checkout_h2().await;
+            return Box::pin(self.checkout_h2()).await;
         }
         let now = Instant::now();
         loop {
@@ -440,7 +442,7 @@ impl Peer {
             }
             return Ok(conn);
         }
-        self.handshake(false).await
+        Box::pin(self.handshake(false)).await
     }
 
     /// The shared HTTP/2 connection, if it is alive; counts the request against it.
@@ -651,6 +653,19 @@ pub async fn send(
     if matches!(conn.tx, Tx::Own(_)) {
         return crate::h1::send(conn, req, read_timeout, inflight).await;
     }
+    // Boxed: hyper's futures are large, and inline they made every proxied request's future
+    // (moved into its box per request) as large as this rarer path's.
+    Box::pin(send_hyper(conn, req, read_timeout, body_done, inflight)).await
+}
+
+/// `send` over a hyper connection (upgrades, h2c).
+async fn send_hyper(
+    mut conn: Conn,
+    req: Request<ReqBody>,
+    read_timeout: Duration,
+    body_done: Option<Arc<BodySignal>>,
+    inflight: InFlight,
+) -> Result<Response<ResBody>, SendFailure> {
     let peer = conn.peer.clone();
     let h2 = matches!(conn.tx, Tx::H2(_));
     let outcome = {
