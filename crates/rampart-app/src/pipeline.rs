@@ -129,14 +129,16 @@ pub async fn handle(
     let mut inspected: Option<Bytes> = None;
     if let Some(policy) = &route.waf {
         let mut tx = policy.rules.transaction();
-        let verdict = Box::pin(crate::waf::request(
-            policy,
-            &mut tx,
-            &parts,
-            &mut body,
-            &x,
-            snap.limits.body_read_timeout,
-        ))
+        let verdict = rampart_server::boxed(|| {
+            crate::waf::request(
+                policy,
+                &mut tx,
+                &parts,
+                &mut body,
+                &x,
+                snap.limits.body_read_timeout,
+            )
+        })
         .await;
         held.waf = Some(Box::new((policy.clone(), tx)));
         match verdict {
@@ -169,9 +171,13 @@ pub async fn handle(
     //
     // The big handler futures (tunnel, proxy, WAF) are boxed: inline, each would make this
     // whole future as large as the largest of them, and it is moved into its box per
-    // request — kilobytes copied for every static file (measured with callgrind).
+    // request — kilobytes copied for every static file (measured with callgrind). Through
+    // `rampart_server::boxed`, so the unboxed temporary takes no room here either.
     if let Handler::Forward(f) = &route.handler {
-        return Box::pin(tunnel(snap, &site, &route, f, &parts, x, held, on_upgrade)).await;
+        return rampart_server::boxed(|| {
+            tunnel(snap, &site, &route, f, &parts, x, held, on_upgrade)
+        })
+        .await;
     }
     // Proxied: the body streams upstream; the upstream's own error pages pass through (nginx's
     // proxy_intercept_errors off), ours (502/503/504) get the error pages.
@@ -181,7 +187,7 @@ pub async fn handle(
             (None, Some(b)) => proxy::BodyIn::Stream(b),
             (None, None) => proxy::BodyIn::Buffered(Bytes::new()),
         };
-        match Box::pin(proxy::forward(p, &parts, input, &x, on_upgrade)).await {
+        match rampart_server::boxed(|| proxy::forward(p, &parts, input, &x, on_upgrade)).await {
             Ok(resp) => resp,
             Err(e) => handler_error(&site, &route, e, &parts, &x).await,
         }
@@ -219,7 +225,7 @@ pub async fn handle(
     };
     // 5–6. errors were rendered above; now the response filters (WAF phases 3–4 first)
     let resp = match held.waf.as_mut() {
-        Some(w) => Box::pin(crate::waf::response(&mut w.1, resp, &x)).await,
+        Some(w) => rampart_server::boxed(|| crate::waf::response(&mut w.1, resp, &x)).await,
         None => resp,
     };
     let resp = filter(&site, &route, &parts, resp);
@@ -641,7 +647,7 @@ async fn error_response(
 ) -> Response<Body> {
     if let Some(uri) = site.error_page(route, status) {
         // Boxed: the error-page path is rare and its future holds a whole `content`.
-        if let Some(mut r) = Box::pin(internal_get(site, uri, parts, x)).await {
+        if let Some(mut r) = rampart_server::boxed(|| internal_get(site, uri, parts, x)).await {
             *r.status_mut() = status;
             r.headers_mut().remove(header::ETAG);
             r.headers_mut().remove(header::LAST_MODIFIED);
