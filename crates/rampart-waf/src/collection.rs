@@ -13,7 +13,8 @@ pub(crate) struct Entry {
     pub lkey: Arc<str>,
     /// Hash of `lkey`, so key lookups compare integers before strings.
     pub khash: u64,
-    /// The key as bytes, the value of `*_NAMES` variables (shared, not re-allocated).
+    /// The key as bytes, the value of `*_NAMES` variables: the same allocation as `key`
+    /// (`Arc<str>` converts to `Arc<[u8]>` without copying).
     pub kbytes: Arc<[u8]>,
     pub value: Arc<[u8]>,
     /// The bytes of `key` and of `value` (see [`ByteSet`]).
@@ -28,6 +29,21 @@ pub(crate) fn key_hash(k: &str) -> u64 {
         h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3);
     }
     h
+}
+
+/// One shared empty value (an `Arc<[u8]>` of length 0 still allocates its counts).
+pub(crate) fn empty_value() -> Arc<[u8]> {
+    static EMPTY: std::sync::LazyLock<Arc<[u8]>> = std::sync::LazyLock::new(|| Arc::from(&[][..]));
+    EMPTY.clone()
+}
+
+/// `value` in an `Arc`, the shared one when empty.
+pub(crate) fn value_arc(value: &[u8]) -> Arc<[u8]> {
+    if value.is_empty() {
+        empty_value()
+    } else {
+        Arc::from(value)
+    }
 }
 
 /// Insertion-ordered multimap with case-insensitive keys.
@@ -65,13 +81,13 @@ impl Collection {
 
     /// Adds a value, keeping earlier ones with the same key (ARGS, headers).
     pub fn add(&mut self, key: &str, value: &[u8]) {
-        self.push(Self::entry(Arc::from(key), Arc::from(value)));
+        self.push(Self::entry(Arc::from(key), value_arc(value)));
     }
 
     /// An entry for `key` with an empty value, to be reused by [`Collection::push_keyed`]
     /// (MATCHED_VARS names repeat: building them once spares three allocations a match).
     pub fn keyed(key: Arc<str>) -> Entry {
-        Self::entry(key, Arc::from(&[][..]))
+        Self::entry(key, empty_value())
     }
 
     fn entry(key: Arc<str>, value: Arc<[u8]>) -> Entry {
@@ -82,7 +98,7 @@ impl Collection {
         };
         Entry {
             khash: key_hash(&key),
-            kbytes: Arc::from(key.as_bytes()),
+            kbytes: Arc::<[u8]>::from(key.clone()),
             kset: ByteSet::of(key.as_bytes()),
             vset: ByteSet::of(&value),
             key,
@@ -94,7 +110,7 @@ impl Collection {
     /// `set` for a key prepared by [`Collection::keyed`] (no key allocation).
     pub fn set_keyed(&mut self, proto: &Entry, value: &[u8]) {
         if !self.replace(&proto.lkey, proto.khash, value) {
-            self.push_keyed(proto, Arc::from(value));
+            self.push_keyed(proto, value_arc(value));
         }
     }
 
@@ -121,7 +137,7 @@ impl Collection {
             return false;
         };
         if *self.entries[pos].value != *value {
-            self.entries[pos].value = Arc::from(value);
+            self.entries[pos].value = value_arc(value);
             self.entries[pos].vset = ByteSet::of(value);
         }
         let mut i = pos + 1;

@@ -289,7 +289,7 @@ fn rule_selected(rule: &Rule, sel: &RuleSel) -> bool {
 }
 
 fn arc(b: &[u8]) -> Arc<[u8]> {
-    Arc::from(b)
+    crate::collection::value_arc(b)
 }
 
 fn lossy(b: &[u8]) -> String {
