@@ -160,6 +160,12 @@ impl Collection {
         self.hashes.extend(self.entries.iter().map(|e| e.khash));
     }
 
+    /// `get` for a key prepared by [`Collection::keyed`] (hash computed at load).
+    pub fn get_keyed(&self, proto: &Entry) -> Option<&Arc<[u8]>> {
+        self.position(&proto.lkey, proto.khash)
+            .map(|p| &self.entries[p].value)
+    }
+
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
         let h = key_hash(key);
         self.position(key, h).map(|p| &self.entries[p].value)

@@ -942,12 +942,9 @@ impl Transaction {
             self.run_effects(rule, &link.effects);
             return true;
         };
-        let param: Cow<'_, [u8]> = match op.macro_param() {
-            Some(m) => match m.as_static() {
-                Some(s) => Cow::Borrowed(s),
-                None => Cow::Owned(self.expand(m, rule)),
-            },
-            None => Cow::Borrowed(&[]),
+        let param = match op.macro_param() {
+            Some(m) => self.expand_value(m, rule),
+            None => Expanded::Static(&[]),
         };
         // One walk over the values, borrowing them: most links match nothing, and
         // those that do record their hits; the bookkeeping and effects of each hit
@@ -1182,32 +1179,32 @@ impl Transaction {
     }
 
     fn setvar(&mut self, rule: &Rule, sv: &SetVar) {
-        // Keys are lowercased at load time; only macro keys need expanding here.
-        let key: Cow<'_, str> = match sv.key.as_static() {
-            Some(k) => String::from_utf8_lossy(k),
-            None => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
+        // Keys are lowercased at load time; only macro keys need expanding here. A
+        // literal key comes with its entry built at load (`proto`, lowercased, hashed).
+        let key: Cow<'_, str> = match (&sv.proto, sv.key.as_static()) {
+            (Some(p), _) => Cow::Borrowed(&*p.lkey),
+            (None, Some(k)) => String::from_utf8_lossy(k),
+            (None, None) => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
         };
         let key = key.as_ref();
-        let expanded;
-        let value: &[u8] = match &sv.op {
+        let value = match &sv.op {
             SetOp::Delete => {
                 self.collection_mut(sv.collection).remove(key);
                 return;
             }
-            SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => match v.as_static() {
-                Some(s) => s,
-                None => {
-                    expanded = self.expand(v, rule);
-                    &expanded
-                }
-            },
+            SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => self.expand_value(v, rule),
         };
         let mut digits = [0u8; 20];
         let value: &[u8] = match &sv.op {
             SetOp::Add(_) | SetOp::Sub(_) => {
-                let delta = atoi(value);
+                let delta = atoi(&value);
                 let col = self.collection_mut(sv.collection);
-                let cur = col.get(key).map(|c| atoi(c)).unwrap_or(0);
+                let cur = match &sv.proto {
+                    Some(p) => col.get_keyed(p),
+                    None => col.get(key),
+                }
+                .map(|c| atoi(c))
+                .unwrap_or(0);
                 let n = if matches!(sv.op, SetOp::Add(_)) {
                     cur.saturating_add(delta)
                 } else {
@@ -1215,7 +1212,7 @@ impl Transaction {
                 };
                 format_int(n, &mut digits)
             }
-            _ => value,
+            _ => &value,
         };
         let col = self.collection_mut(sv.collection);
         match &sv.proto {
@@ -1334,6 +1331,20 @@ impl Transaction {
         self.scalars.get(kind as usize).cloned().flatten()
     }
 
+    /// `m` expanded, without copying when it is literal or one variable reference
+    /// (`setvar:tx.score=+%{tx.critical_anomaly_score}`).
+    fn expand_value<'m>(&self, m: &'m MacroStr, rule: &Rule) -> Expanded<'m> {
+        match m.parts.as_slice() {
+            [] => Expanded::Static(b""),
+            [Part::Lit(l)] => Expanded::Static(l),
+            [Part::Var(k, key)] => match self.first_value(*k, key.as_deref()) {
+                Some(v) => Expanded::Shared(v),
+                None => Expanded::Static(b""),
+            },
+            _ => Expanded::Owned(self.expand(m, rule)),
+        }
+    }
+
     pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {
         let mut out = Vec::new();
         for p in &m.parts {
@@ -1361,6 +1372,24 @@ impl Transaction {
             }
         }
         out
+    }
+}
+
+/// An expanded macro: borrowed from the rule, shared with a variable, or built.
+enum Expanded<'m> {
+    Static(&'m [u8]),
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Expanded<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Expanded::Static(s) => s,
+            Expanded::Shared(a) => a,
+            Expanded::Owned(v) => v,
+        }
     }
 }
 
