@@ -69,13 +69,15 @@ struct Hit {
     key: Option<Arc<str>>,
     /// `&VAR` count.
     count: bool,
+    /// The MATCHED_VARS entry when the target fixes it (see `Target::name`).
+    name: Option<crate::collection::Entry>,
     /// The transformed value that matched.
     value: Arc<[u8]>,
     captures: Vec<Vec<u8>>,
 }
 
 /// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
-fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
+pub(crate) fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
     let kind = kind.name();
     let mut s = String::with_capacity(2 + kind.len() + key.map_or(0, str::len));
     if count {
@@ -960,7 +962,10 @@ impl Transaction {
                     self.tx.set(DIGITS[i], c);
                 }
             }
-            let entry = self.name_entry(h.kind, &h.key, h.count);
+            let entry = match h.name {
+                Some(e) => e,
+                None => self.name_entry(h.kind, &h.key, h.count),
+            };
             self.matched_var_name = entry.key.clone();
             self.matched_vars.push_keyed(&entry, h.value.clone());
             self.matched_var = h.value;
@@ -1011,54 +1016,53 @@ impl Transaction {
     ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
-        let mut check = |kind: VarKind,
-                         key: &dyn Fn() -> Option<Arc<str>>,
-                         count,
-                         v: &Arc<[u8]>,
-                         vset: &ByteSet| {
-            let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
-                let r = op.eval_with(tv, set, param, link.capture);
-                if r.is_some() != op.negated {
-                    hits.push(Hit {
-                        kind,
-                        key: key(),
-                        count,
-                        value: tv.clone(),
-                        captures: r.map(|m| m.captures).unwrap_or_default(),
-                    });
-                }
-            };
-            if link.multi_match {
-                // The value and every stage that changed it.
-                test(v, vset);
-                let mut cur: Arc<[u8]> = v.clone();
-                let mut cur_set = *vset;
-                for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
-                    if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
-                        continue; // leaves the value as it is
+        let mut check =
+            |t: &Target, key: &dyn Fn() -> Option<Arc<str>>, v: &Arc<[u8]>, vset: &ByteSet| {
+                let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
+                    let r = op.eval_with(tv, set, param, link.capture);
+                    if r.is_some() != op.negated {
+                        hits.push(Hit {
+                            kind: t.kind,
+                            key: if t.name.is_some() { None } else { key() },
+                            count: t.count,
+                            name: t.name.clone(),
+                            value: tv.clone(),
+                            captures: r.map(|m| m.captures).unwrap_or_default(),
+                        });
                     }
-                    if let Cow::Owned(next) = t.apply_cow(&cur) {
-                        if next != *cur {
-                            cur = Arc::from(next);
-                            cur_set = ByteSet::of(&cur);
-                            test(&cur, &cur_set);
+                };
+                if link.multi_match {
+                    // The value and every stage that changed it.
+                    test(v, vset);
+                    let mut cur: Arc<[u8]> = v.clone();
+                    let mut cur_set = *vset;
+                    for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
+                        if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
+                            continue; // leaves the value as it is
+                        }
+                        if let Cow::Owned(next) = t.apply_cow(&cur) {
+                            if next != *cur {
+                                cur = Arc::from(next);
+                                cur_set = ByteSet::of(&cur);
+                                test(&cur, &cur_set);
+                            }
+                        }
+                    }
+                } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
+                    // No transformation of the chain changes this value (always so for an
+                    // empty chain).
+                    test(v, vset);
+                } else {
+                    match cache.get(&cache_key(link.tchain, v)) {
+                        Some(c) => test(&c.val, &c.set),
+                        None => {
+                            let (tv, set) =
+                                transform_into(&mut cache, &mut cache_bytes, link, v, vset);
+                            test(&tv, &set);
                         }
                     }
                 }
-            } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
-                // No transformation of the chain changes this value (always so for an
-                // empty chain).
-                test(v, vset);
-            } else {
-                match cache.get(&cache_key(link.tchain, v)) {
-                    Some(c) => test(&c.val, &c.set),
-                    None => {
-                        let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
-                        test(&tv, &set);
-                    }
-                }
-            }
-        };
+            };
         for t in &link.targets.targets {
             if t.count {
                 let mut n = 0usize;
@@ -1071,7 +1075,7 @@ impl Transaction {
                     _ => None,
                 };
                 let v = arc(n.to_string().as_bytes());
-                check(t.kind, &key, true, &v, &ByteSet::of(&v));
+                check(t, &key, &v, &ByteSet::of(&v));
             } else {
                 self.visit_values(rule, link, t, &mut |k, v, vset| {
                     let key = || match k {
@@ -1079,7 +1083,7 @@ impl Transaction {
                         ValKey::Static(k) => Some(Arc::from(k)),
                         ValKey::Entry(k) => Some(k.clone()),
                     };
-                    check(t.kind, &key, false, v, vset);
+                    check(t, &key, v, vset);
                     false
                 });
             }
