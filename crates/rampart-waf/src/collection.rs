@@ -37,6 +37,17 @@ pub(crate) fn empty_value() -> Arc<[u8]> {
     EMPTY.clone()
 }
 
+/// The decimal text of `n` when it is small (0–255), one shared `Arc` per number:
+/// `setvar` arithmetic (anomaly scores, counters) stays in this range.
+pub(crate) fn small_int(n: i64) -> Option<Arc<[u8]>> {
+    static SMALL: std::sync::LazyLock<Vec<Arc<[u8]>>> = std::sync::LazyLock::new(|| {
+        (0..256)
+            .map(|i: u32| Arc::from(i.to_string().as_bytes()))
+            .collect()
+    });
+    usize::try_from(n).ok().and_then(|i| SMALL.get(i)).cloned()
+}
+
 /// `value` in an `Arc`, the shared one when empty.
 pub(crate) fn value_arc(value: &[u8]) -> Arc<[u8]> {
     if value.is_empty() {
@@ -107,10 +118,11 @@ impl Collection {
         }
     }
 
-    /// `set` for a key prepared by [`Collection::keyed`] (no key allocation).
-    pub fn set_keyed(&mut self, proto: &Entry, value: &[u8]) {
-        if !self.replace(&proto.lkey, proto.khash, value) {
-            self.push_keyed(proto, value_arc(value));
+    /// `set` for a key prepared by [`Collection::keyed`] (no key allocation); `shared`,
+    /// when given, holds the same bytes as `value` and is stored instead of a copy.
+    pub fn set_keyed(&mut self, proto: &Entry, value: &[u8], shared: Option<&Arc<[u8]>>) {
+        if !self.replace(&proto.lkey, proto.khash, value, shared) {
+            self.push_keyed(proto, shared.cloned().unwrap_or_else(|| value_arc(value)));
         }
     }
 
@@ -125,19 +137,19 @@ impl Collection {
 
     /// Replaces every value under `key` with one value (TX semantics).
     pub fn set(&mut self, key: &str, value: &[u8]) {
-        if !self.replace(key, key_hash(key), value) {
+        if !self.replace(key, key_hash(key), value, None) {
             self.add(key, value);
         }
     }
 
     /// Puts `value` in the first entry under `key` (hash `h`) and drops the later ones;
     /// false when there is none.
-    fn replace(&mut self, key: &str, h: u64, value: &[u8]) -> bool {
+    fn replace(&mut self, key: &str, h: u64, value: &[u8], shared: Option<&Arc<[u8]>>) -> bool {
         let Some(pos) = self.position(key, h) else {
             return false;
         };
         if *self.entries[pos].value != *value {
-            self.entries[pos].value = value_arc(value);
+            self.entries[pos].value = shared.cloned().unwrap_or_else(|| value_arc(value));
             self.entries[pos].vset = ByteSet::of(value);
         }
         let mut i = pos + 1;
@@ -188,6 +200,19 @@ impl Collection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_ints_are_their_decimal_text() {
+        for n in [-1i64, 0, 7, 10, 99, 255, 256, i64::MAX, i64::MIN] {
+            let got = small_int(n);
+            if (0..256).contains(&n) {
+                assert_eq!(got.as_deref(), Some(n.to_string().as_bytes()));
+            } else {
+                assert!(got.is_none());
+            }
+        }
+        assert!(empty_value().is_empty());
+    }
 
     #[test]
     fn case_insensitive_set_get_remove() {

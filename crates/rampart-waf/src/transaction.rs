@@ -1199,6 +1199,10 @@ impl Transaction {
             SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => self.expand_value(v, rule),
         };
         let mut digits = [0u8; 20];
+        let mut shared = match &value {
+            Expanded::Shared(a) => Some(a.clone()),
+            _ => sv.value.clone(),
+        };
         let value: &[u8] = match &sv.op {
             SetOp::Add(_) | SetOp::Sub(_) => {
                 let delta = atoi(&value);
@@ -1214,13 +1218,14 @@ impl Transaction {
                 } else {
                     cur.saturating_sub(delta)
                 };
+                shared = crate::collection::small_int(n);
                 format_int(n, &mut digits)
             }
             _ => &value,
         };
         let col = self.collection_mut(sv.collection);
         match &sv.proto {
-            Some(p) => col.set_keyed(p, value),
+            Some(p) => col.set_keyed(p, value, shared.as_ref()),
             None => col.set(key, value),
         }
     }
