@@ -59,9 +59,6 @@ enum ValKey<'a> {
     Entry(&'a Arc<str>),
 }
 
-/// Called per selected value: key, value and its bytes; true stops the walk.
-type ValueVisitor<'f> = dyn FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool + 'f;
-
 /// A value a link matched, recorded while the link's values are borrowed; the
 /// bookkeeping and effects run after the walk, in the same order.
 struct Hit {
@@ -1016,53 +1013,58 @@ impl Transaction {
     ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
-        let mut check =
-            |t: &Target, key: &dyn Fn() -> Option<Arc<str>>, v: &Arc<[u8]>, vset: &ByteSet| {
-                let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
-                    let r = op.eval_with(tv, set, param, link.capture);
-                    if r.is_some() != op.negated {
-                        hits.push(Hit {
-                            kind: t.kind,
-                            key: if t.name.is_some() { None } else { key() },
-                            count: t.count,
-                            name: t.name.clone(),
-                            value: tv.clone(),
-                            captures: r.map(|m| m.captures).unwrap_or_default(),
-                        });
+        let mut check = |t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
+            // The hit's key, built only on a hit whose name the target does not fix.
+            let key = || match k {
+                _ if t.name.is_some() => None,
+                ValKey::None => None,
+                ValKey::Static(k) => Some(Arc::from(k)),
+                ValKey::Entry(k) => Some(k.clone()),
+            };
+            let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
+                let r = op.eval_with(tv, set, param, link.capture);
+                if r.is_some() != op.negated {
+                    hits.push(Hit {
+                        kind: t.kind,
+                        key: key(),
+                        count: t.count,
+                        name: t.name.clone(),
+                        value: tv.clone(),
+                        captures: r.map(|m| m.captures).unwrap_or_default(),
+                    });
+                }
+            };
+            if link.multi_match {
+                // The value and every stage that changed it.
+                test(v, vset);
+                let mut cur: Arc<[u8]> = v.clone();
+                let mut cur_set = *vset;
+                for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
+                    if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
+                        continue; // leaves the value as it is
                     }
-                };
-                if link.multi_match {
-                    // The value and every stage that changed it.
-                    test(v, vset);
-                    let mut cur: Arc<[u8]> = v.clone();
-                    let mut cur_set = *vset;
-                    for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
-                        if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
-                            continue; // leaves the value as it is
-                        }
-                        if let Cow::Owned(next) = t.apply_cow(&cur) {
-                            if next != *cur {
-                                cur = Arc::from(next);
-                                cur_set = ByteSet::of(&cur);
-                                test(&cur, &cur_set);
-                            }
-                        }
-                    }
-                } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
-                    // No transformation of the chain changes this value (always so for an
-                    // empty chain).
-                    test(v, vset);
-                } else {
-                    match cache.get(&cache_key(link.tchain, v)) {
-                        Some(c) => test(&c.val, &c.set),
-                        None => {
-                            let (tv, set) =
-                                transform_into(&mut cache, &mut cache_bytes, link, v, vset);
-                            test(&tv, &set);
+                    if let Cow::Owned(next) = t.apply_cow(&cur) {
+                        if next != *cur {
+                            cur = Arc::from(next);
+                            cur_set = ByteSet::of(&cur);
+                            test(&cur, &cur_set);
                         }
                     }
                 }
-            };
+            } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
+                // No transformation of the chain changes this value (always so for an
+                // empty chain).
+                test(v, vset);
+            } else {
+                match cache.get(&cache_key(link.tchain, v)) {
+                    Some(c) => test(&c.val, &c.set),
+                    None => {
+                        let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
+                        test(&tv, &set);
+                    }
+                }
+            }
+        };
         for t in &link.targets.targets {
             if t.count {
                 let mut n = 0usize;
@@ -1070,20 +1072,15 @@ impl Transaction {
                     n += 1;
                     false
                 });
-                let key = || match &t.selector {
-                    Selector::Key(k, _) => Some(Arc::from(k.as_str())),
-                    _ => None,
-                };
-                let v = arc(n.to_string().as_bytes());
-                check(t, &key, &v, &ByteSet::of(&v));
+                // The name of a count hit is fixed by the target (`Target::name`).
+                let v = i64::try_from(n)
+                    .ok()
+                    .and_then(crate::collection::small_int)
+                    .unwrap_or_else(|| arc(n.to_string().as_bytes()));
+                check(t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
                 self.visit_values(rule, link, t, &mut |k, v, vset| {
-                    let key = || match k {
-                        ValKey::None => None,
-                        ValKey::Static(k) => Some(Arc::from(k)),
-                        ValKey::Entry(k) => Some(k.clone()),
-                    };
-                    check(t, &key, v, vset);
+                    check(t, k, v, vset);
                     false
                 });
             }
@@ -1094,7 +1091,13 @@ impl Transaction {
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
     /// true; the one walk both the fast no-match check and `collect` use.
-    fn visit_values(&self, rule: &Rule, link: &Link, t: &Target, f: &mut ValueVisitor<'_>) -> bool {
+    ///
+    /// Generic over the visitor (called per selected value with its key, the value and
+    /// its bytes; true stops the walk) so the visitor is inlined into the walk.
+    fn visit_values<F>(&self, rule: &Rule, link: &Link, t: &Target, f: &mut F) -> bool
+    where
+        F: FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool,
+    {
         if t.kind == VarKind::Xml {
             let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
