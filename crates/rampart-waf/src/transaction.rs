@@ -1013,6 +1013,8 @@ impl Transaction {
     ) {
         let mut cache = std::mem::take(&mut self.cache);
         let mut cache_bytes = self.cache_bytes;
+        // `eval_with` answers "no match" for these without a search: skip the call.
+        let rejects = |set: &ByteSet| !op.negated && !op.needs.may_hold(set);
         let mut check = |t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
             // The hit's key, built only on a hit whose name the target does not fix.
             let key = || match k {
@@ -1053,11 +1055,18 @@ impl Transaction {
                 }
             } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
                 // No transformation of the chain changes this value (always so for an
-                // empty chain).
-                test(v, vset);
+                // empty chain). A value lacking the bytes the operator needs is no hit
+                // (unless negated): answered here, without entering `test`.
+                if !rejects(vset) {
+                    test(v, vset);
+                }
             } else {
                 match cache.get(&cache_key(link.tchain, v)) {
-                    Some(c) => test(&c.val, &c.set),
+                    Some(c) => {
+                        if !rejects(&c.set) {
+                            test(&c.val, &c.set);
+                        }
+                    }
                     None => {
                         let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
                         test(&tv, &set);
