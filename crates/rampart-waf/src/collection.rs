@@ -132,6 +132,16 @@ impl Collection {
         Self::default()
     }
 
+    /// An empty collection with room for `n` entries (TX under CRS: growing it entry by
+    /// entry copied it seven times a request).
+    pub fn with_capacity(n: usize) -> Self {
+        Collection {
+            entries: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
     fn position(&self, key: &str, h: u64) -> Option<usize> {
         self.positions(h)
             .find(|&i| self.entries[i].lkey.eq_ignore_ascii_case(key))
@@ -203,7 +213,13 @@ impl Collection {
 
     fn entry(key: Arc<str>, value: Arc<[u8]>) -> Entry {
         let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
-            Arc::from(key.to_ascii_lowercase())
+            // Lowercased in its own allocation (no intermediate `String`).
+            let mut l: Arc<str> = Arc::from(&*key);
+            match Arc::get_mut(&mut l) {
+                Some(s) => s.make_ascii_lowercase(),
+                None => l = Arc::from(key.to_ascii_lowercase()),
+            }
+            l
         } else {
             key.clone()
         };
