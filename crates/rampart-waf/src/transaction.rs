@@ -353,7 +353,8 @@ impl Transaction {
             removed_tags: Vec::new(),
             removed_msgs: Vec::new(),
             target_removals: Vec::new(),
-            matched: Vec::new(),
+            // CRS at PL1 records ~90 matches a request (most `nolog` bookkeeping).
+            matched: Vec::with_capacity(96),
             interruption: None,
             phase_done: 0,
             allow_until: 0,
