@@ -14,6 +14,7 @@ use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
 use crate::ruleset::{EngineMode, Inner};
 use crate::variable::{Exclusion, Selector, Target, VarKind};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,9 +60,6 @@ enum ValKey<'a> {
     Entry(&'a Arc<str>),
 }
 
-/// Called per selected value: key, value and its bytes; true stops the walk.
-type ValueVisitor<'f> = dyn FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool + 'f;
-
 /// A value a link matched, recorded while the link's values are borrowed; the
 /// bookkeeping and effects run after the walk, in the same order.
 struct Hit {
@@ -69,13 +67,15 @@ struct Hit {
     key: Option<Arc<str>>,
     /// `&VAR` count.
     count: bool,
+    /// The MATCHED_VARS entry when the target fixes it (see `Target::name`).
+    name: Option<crate::collection::Entry>,
     /// The transformed value that matched.
     value: Arc<[u8]>,
     captures: Vec<Vec<u8>>,
 }
 
 /// `ARGS:id`, `&ARGS`, `REQUEST_URI` (built by hand: `format!` showed in profiles).
-fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
+pub(crate) fn var_name(kind: VarKind, key: Option<&str>, count: bool) -> String {
     let kind = kind.name();
     let mut s = String::with_capacity(2 + kind.len() + key.map_or(0, str::len));
     if count {
@@ -143,8 +143,10 @@ pub struct Transaction {
     interruption: Option<Interruption>,
     phase_done: u8,
     allow_until: u8,
-    cache: CacheMap,
-    cache_bytes: usize,
+    /// The transformation cache and the bytes it holds. In a `RefCell` so `find_hits`
+    /// fills it while walking values borrowed from `self` (taking the map out and
+    /// putting it back per rule showed in profiles).
+    cache: RefCell<(CacheMap, usize)>,
     scratch_hits: Vec<Hit>,
 }
 
@@ -289,7 +291,7 @@ fn rule_selected(rule: &Rule, sel: &RuleSel) -> bool {
 }
 
 fn arc(b: &[u8]) -> Arc<[u8]> {
-    Arc::from(b)
+    crate::collection::value_arc(b)
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -327,7 +329,8 @@ impl Transaction {
             req_headers: Collection::new(),
             cookies: Collection::new(),
             resp_headers: Collection::new(),
-            tx: Collection::new(),
+            // CRS v4 at PL1 keeps ~150 TX variables.
+            tx: Collection::with_capacity(192),
             env: Collection::new(),
             others: HashMap::new(),
             files: Collection::new(),
@@ -350,14 +353,17 @@ impl Transaction {
             removed_tags: Vec::new(),
             removed_msgs: Vec::new(),
             target_removals: Vec::new(),
-            matched: Vec::new(),
+            // CRS at PL1 records ~90 matches a request (most `nolog` bookkeeping).
+            matched: Vec::with_capacity(96),
             interruption: None,
             phase_done: 0,
             allow_until: 0,
             // Sized for CRS at PL1 on a typical request (a few hundred transformed
             // values): growing it step by step showed up as rehashing in profiles.
-            cache: CacheMap::with_capacity_and_hasher(256, Default::default()),
-            cache_bytes: 0,
+            cache: RefCell::new((
+                CacheMap::with_capacity_and_hasher(256, Default::default()),
+                0,
+            )),
             scratch_hits: Vec::new(),
         }
     }
@@ -942,12 +948,9 @@ impl Transaction {
             self.run_effects(rule, &link.effects);
             return true;
         };
-        let param: Cow<'_, [u8]> = match op.macro_param() {
-            Some(m) => match m.as_static() {
-                Some(s) => Cow::Borrowed(s),
-                None => Cow::Owned(self.expand(m, rule)),
-            },
-            None => Cow::Borrowed(&[]),
+        let param = match op.macro_param() {
+            Some(m) => self.expand_value(m, rule),
+            None => Expanded::Static(&[]),
         };
         // One walk over the values, borrowing them: most links match nothing, and
         // those that do record their hits; the bookkeeping and effects of each hit
@@ -963,7 +966,10 @@ impl Transaction {
                     self.tx.set(DIGITS[i], c);
                 }
             }
-            let entry = self.name_entry(h.kind, &h.key, h.count);
+            let entry = match h.name {
+                Some(e) => e,
+                None => self.name_entry(h.kind, &h.key, h.count),
+            };
             self.matched_var_name = entry.key.clone();
             self.matched_vars.push_keyed(&entry, h.value.clone());
             self.matched_var = h.value;
@@ -1012,20 +1018,26 @@ impl Transaction {
         param: &[u8],
         hits: &mut Vec<Hit>,
     ) {
-        let mut cache = std::mem::take(&mut self.cache);
-        let mut cache_bytes = self.cache_bytes;
-        let mut check = |kind: VarKind,
-                         key: &dyn Fn() -> Option<Arc<str>>,
-                         count,
-                         v: &Arc<[u8]>,
-                         vset: &ByteSet| {
+        let mut guard = self.cache.borrow_mut();
+        let (cache, cache_bytes) = &mut *guard;
+        // `eval_with` answers "no match" for these without a search: skip the call.
+        let rejects = |set: &ByteSet| !op.negated && !op.needs.may_hold(set);
+        let mut check = |t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
+            // The hit's key, built only on a hit whose name the target does not fix.
+            let key = || match k {
+                _ if t.name.is_some() => None,
+                ValKey::None => None,
+                ValKey::Static(k) => Some(Arc::from(k)),
+                ValKey::Entry(k) => Some(k.clone()),
+            };
             let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
                 let r = op.eval_with(tv, set, param, link.capture);
                 if r.is_some() != op.negated {
                     hits.push(Hit {
-                        kind,
+                        kind: t.kind,
                         key: key(),
-                        count,
+                        count: t.count,
+                        name: t.name.clone(),
                         value: tv.clone(),
                         captures: r.map(|m| m.captures).unwrap_or_default(),
                     });
@@ -1050,13 +1062,20 @@ impl Transaction {
                 }
             } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
                 // No transformation of the chain changes this value (always so for an
-                // empty chain).
-                test(v, vset);
+                // empty chain). A value lacking the bytes the operator needs is no hit
+                // (unless negated): answered here, without entering `test`.
+                if !rejects(vset) {
+                    test(v, vset);
+                }
             } else {
                 match cache.get(&cache_key(link.tchain, v)) {
-                    Some(c) => test(&c.val, &c.set),
+                    Some(c) => {
+                        if !rejects(&c.set) {
+                            test(&c.val, &c.set);
+                        }
+                    }
                     None => {
-                        let (tv, set) = transform_into(&mut cache, &mut cache_bytes, link, v, vset);
+                        let (tv, set) = transform_into(cache, cache_bytes, link, v, vset);
                         test(&tv, &set);
                     }
                 }
@@ -1069,31 +1088,30 @@ impl Transaction {
                     n += 1;
                     false
                 });
-                let key = || match &t.selector {
-                    Selector::Key(k, _) => Some(Arc::from(k.as_str())),
-                    _ => None,
-                };
-                let v = arc(n.to_string().as_bytes());
-                check(t.kind, &key, true, &v, &ByteSet::of(&v));
+                // The name of a count hit is fixed by the target (`Target::name`).
+                let v = i64::try_from(n)
+                    .ok()
+                    .and_then(crate::collection::small_int)
+                    .unwrap_or_else(|| arc(n.to_string().as_bytes()));
+                check(t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
                 self.visit_values(rule, link, t, &mut |k, v, vset| {
-                    let key = || match k {
-                        ValKey::None => None,
-                        ValKey::Static(k) => Some(Arc::from(k)),
-                        ValKey::Entry(k) => Some(k.clone()),
-                    };
-                    check(t.kind, &key, false, v, vset);
+                    check(t, k, v, vset);
                     false
                 });
             }
         }
-        self.cache = cache;
-        self.cache_bytes = cache_bytes;
     }
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
     /// true; the one walk both the fast no-match check and `collect` use.
-    fn visit_values(&self, rule: &Rule, link: &Link, t: &Target, f: &mut ValueVisitor<'_>) -> bool {
+    ///
+    /// Generic over the visitor (called per selected value with its key, the value and
+    /// its bytes; true stops the walk) so the visitor is inlined into the walk.
+    fn visit_values<F>(&self, rule: &Rule, link: &Link, t: &Target, f: &mut F) -> bool
+    where
+        F: FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool,
+    {
         if t.kind == VarKind::Xml {
             let attrs = matches!(&t.selector, Selector::Key(k, _) if k.contains('@'));
             if attrs {
@@ -1182,44 +1200,49 @@ impl Transaction {
     }
 
     fn setvar(&mut self, rule: &Rule, sv: &SetVar) {
-        // Keys are lowercased at load time; only macro keys need expanding here.
-        let key: Cow<'_, str> = match sv.key.as_static() {
-            Some(k) => String::from_utf8_lossy(k),
-            None => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
+        // Keys are lowercased at load time; only macro keys need expanding here. A
+        // literal key comes with its entry built at load (`proto`, lowercased, hashed).
+        let key: Cow<'_, str> = match (&sv.proto, sv.key.as_static()) {
+            (Some(p), _) => Cow::Borrowed(&*p.lkey),
+            (None, Some(k)) => String::from_utf8_lossy(k),
+            (None, None) => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
         };
         let key = key.as_ref();
-        let expanded;
-        let value: &[u8] = match &sv.op {
+        let value = match &sv.op {
             SetOp::Delete => {
                 self.collection_mut(sv.collection).remove(key);
                 return;
             }
-            SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => match v.as_static() {
-                Some(s) => s,
-                None => {
-                    expanded = self.expand(v, rule);
-                    &expanded
-                }
-            },
+            SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => self.expand_value(v, rule),
         };
         let mut digits = [0u8; 20];
+        let mut shared = match &value {
+            Expanded::Shared(a) => Some(a.clone()),
+            _ => sv.value.clone(),
+        };
         let value: &[u8] = match &sv.op {
             SetOp::Add(_) | SetOp::Sub(_) => {
-                let delta = atoi(value);
+                let delta = atoi(&value);
                 let col = self.collection_mut(sv.collection);
-                let cur = col.get(key).map(|c| atoi(c)).unwrap_or(0);
+                let cur = match &sv.proto {
+                    Some(p) => col.get_keyed(p),
+                    None => col.get(key),
+                }
+                .map(|c| atoi(c))
+                .unwrap_or(0);
                 let n = if matches!(sv.op, SetOp::Add(_)) {
                     cur.saturating_add(delta)
                 } else {
                     cur.saturating_sub(delta)
                 };
+                shared = crate::collection::small_int(n);
                 format_int(n, &mut digits)
             }
-            _ => value,
+            _ => &value,
         };
         let col = self.collection_mut(sv.collection);
         match &sv.proto {
-            Some(p) => col.set_keyed(p, value),
+            Some(p) => col.set_keyed(p, value, shared.as_ref()),
             None => col.set(key, value),
         }
     }
@@ -1334,6 +1357,20 @@ impl Transaction {
         self.scalars.get(kind as usize).cloned().flatten()
     }
 
+    /// `m` expanded, without copying when it is literal or one variable reference
+    /// (`setvar:tx.score=+%{tx.critical_anomaly_score}`).
+    fn expand_value<'m>(&self, m: &'m MacroStr, rule: &Rule) -> Expanded<'m> {
+        match m.parts.as_slice() {
+            [] => Expanded::Static(b""),
+            [Part::Lit(l)] => Expanded::Static(l),
+            [Part::Var(k, key)] => match self.first_value(*k, key.as_deref()) {
+                Some(v) => Expanded::Shared(v),
+                None => Expanded::Static(b""),
+            },
+            _ => Expanded::Owned(self.expand(m, rule)),
+        }
+    }
+
     pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {
         let mut out = Vec::new();
         for p in &m.parts {
@@ -1361,6 +1398,24 @@ impl Transaction {
             }
         }
         out
+    }
+}
+
+/// An expanded macro: borrowed from the rule, shared with a variable, or built.
+enum Expanded<'m> {
+    Static(&'m [u8]),
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Expanded<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Expanded::Static(s) => s,
+            Expanded::Shared(a) => a,
+            Expanded::Owned(v) => v,
+        }
     }
 }
 

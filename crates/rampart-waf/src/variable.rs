@@ -394,6 +394,9 @@ pub struct Target {
     pub selector: Selector,
     /// `&VAR`: the number of values instead of the values.
     pub count: bool,
+    /// The MATCHED_VARS entry of a hit when the name does not depend on the request
+    /// (`&TX:x`, scalars such as `REQUEST_METHOD`): built at load, not per request.
+    pub(crate) name: Option<crate::collection::Entry>,
 }
 
 /// A `!VAR:key` exclusion.
@@ -519,10 +522,21 @@ pub fn parse_targets(s: &str) -> Result<Targets, String> {
         if neg {
             t.exclusions.push(Exclusion { kind, selector });
         } else {
+            let fixed = count || !(kind.is_collection() || kind == VarKind::Xml);
+            let name = fixed.then(|| {
+                let key = match &selector {
+                    Selector::Key(k, _) if count => Some(k.as_str()),
+                    _ => None,
+                };
+                crate::collection::Collection::keyed(
+                    crate::transaction::var_name(kind, key, count).into(),
+                )
+            });
             t.targets.push(Target {
                 kind,
                 selector,
                 count,
+                name,
             });
         }
     }
