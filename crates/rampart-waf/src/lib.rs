@@ -47,6 +47,8 @@ mod operator;
 mod rule;
 mod ruleset;
 mod seclang;
+#[cfg(test)]
+mod test_support;
 mod transaction;
 mod transform;
 mod variable;

@@ -88,7 +88,6 @@ pub(crate) struct Conn<S> {
     info: ConnInfo,
     settings: Arc<ConnSettings>,
     service: Arc<S>,
-    drain: watch::Receiver<bool>,
     idle: Idle,
     /// Connection limits held; handed over with an upgrade.
     guard: crate::upgrade::ConnGuard,
@@ -105,8 +104,9 @@ struct Idle {
     drain: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The waker `drain` was last polled with.
     drain_waker: Option<std::task::Waker>,
-    /// The drain signal itself: `has_changed` is one atomic load (the value only ever goes
-    /// from `false` to `true`; a gone sender counts as draining too).
+    /// The drain signal itself (the connection's only receiver of it): `has_changed` is one
+    /// atomic load (the value only ever goes from `false` to `true`; a gone sender counts as
+    /// draining too).
     rx: watch::Receiver<bool>,
     drained: bool,
     /// End of the current keep-alive wait (set when it starts).
@@ -127,13 +127,13 @@ enum Woke {
 }
 
 impl Idle {
-    fn new(drain: &watch::Receiver<bool>) -> Self {
+    fn new(drain: watch::Receiver<bool>) -> Self {
         let mut rx = drain.clone();
         Idle {
             timer: None,
             drain: Box::pin(async move { signalled(&mut rx).await }),
             drain_waker: None,
-            rx: drain.clone(),
+            rx: drain,
             drained: false,
             until: None,
             head_by: None,
@@ -233,8 +233,7 @@ impl<S: HttpService> Conn<S> {
             info,
             settings,
             service,
-            idle: Idle::new(&drain),
-            drain,
+            idle: Idle::new(drain),
             guard,
         }
     }
@@ -257,18 +256,13 @@ impl<S: HttpService> Conn<S> {
             let head = match read {
                 Ok(head) => head,
                 Err(Stop::Quiet) => return,
-                Err(Stop::Http2) => {
-                    let serving = Box::pin(self.http2());
-                    return serving.await;
-                }
+                Err(Stop::Http2) => return crate::boxed(|| self.http2()).await,
                 Err(Stop::Answer(bytes)) => {
-                    let refusing = Box::pin(self.refuse(bytes));
-                    refusing.await;
+                    crate::boxed(|| self.refuse(bytes)).await;
                     return;
                 }
             };
-            let exchange = self.exchange_boxed(head);
-            let next = exchange.await;
+            let next = crate::boxed(|| self.exchange(head)).await;
             match next {
                 Next::Again => {}
                 Next::Close => return,
@@ -279,23 +273,13 @@ impl<S: HttpService> Conn<S> {
 }
 
 impl<S: HttpService> Conn<S> {
-    /// The exchange's future, built and boxed in this plain function: an `async fn` keeps
-    /// room in its own future for a temporary it builds and moves into a box, which made the
-    /// connection loop carry a copy of the exchange's.
-    fn exchange_boxed(
-        &mut self,
-        head: Box<head::Head>,
-    ) -> Pin<Box<impl Future<Output = Next> + '_>> {
-        Box::pin(self.exchange(head))
-    }
-
     /// One request and its response.
     async fn exchange(&mut self, head: Box<head::Head>) -> Next {
         let head = *head;
         let limits = self.settings.limits;
         self.served += 1;
         let mut keep_alive =
-            head.keep_alive && self.served < limits.keepalive_requests && !*self.drain.borrow();
+            head.keep_alive && self.served < limits.keepalive_requests && !*self.idle.rx.borrow();
         let req_info = ReqInfo::new(head.req.method(), head.version, head.http09);
         let mut req = head.req;
 
@@ -336,8 +320,8 @@ impl<S: HttpService> Conn<S> {
         let req = req.map(|()| request_body);
 
         // The handler; a client that hangs up meanwhile cancels it (as hyper and nginx do).
-        // Boxed: the application's future is large (kilobytes).
-        let fut = call_boxed(&*self.service, req, &self.info);
+        // Boxed (see `crate::boxed`): the application's future is kilobytes.
+        let fut = crate::boxed(|| self.service.call(req, &self.info));
         let resp = run_handler(fut, &mut self.reader, &self.home, limits.max_header_size).await;
         let Some(resp) = resp else {
             return Next::Close;
@@ -356,7 +340,7 @@ impl<S: HttpService> Conn<S> {
             // A refused CONNECT: the client may already have sent tunnel bytes after its head.
             keep_alive = false;
         }
-        if *self.drain.borrow() {
+        if *self.idle.rx.borrow() {
             keep_alive = false;
         }
         // Per request (not kept on the connection): idle connections hold no buffers. Sized
@@ -425,7 +409,6 @@ impl<S: HttpService> Conn<S> {
         }
     }
 
-    /// Hands the socket (and bytes read past the head) to whoever awaits the upgrade.
     /// Serves the connection as HTTP/2 (its preface is in the buffer). Called boxed: hyper's
     /// HTTP/2 connection state is large, and only HTTP/2 connections need it.
     async fn http2(self: Box<Self>) {
@@ -436,22 +419,19 @@ impl<S: HttpService> Conn<S> {
             info,
             settings,
             service,
-            drain,
+            idle,
             guard,
             ..
         } = *self;
         drop(home);
-        let Some(rd) = reader else { return };
-        let Ok(w) = Arc::try_unwrap(writer) else {
+        let Some((stream, buf)) = reunite(writer, reader) else {
             return;
         };
-        let Ok(stream) = rd.io.reunite(w.write) else {
-            return;
-        };
-        crate::conn::serve_h2(stream, rd.buf, info, settings, service, drain).await;
+        crate::conn::serve_h2(stream, buf, info, settings, service, idle.rx).await;
         drop(guard);
     }
 
+    /// Hands the socket (and bytes read past the head) to whoever awaits the upgrade.
     fn upgrade(self, tx: oneshot::Sender<Upgraded>) {
         let Conn {
             writer,
@@ -461,26 +441,22 @@ impl<S: HttpService> Conn<S> {
             ..
         } = self;
         drop(home);
-        let Some(rd) = reader else { return };
-        let Ok(w) = Arc::try_unwrap(writer) else {
-            return;
-        };
-        let Ok(stream) = rd.io.reunite(w.write) else {
-            return;
-        };
-        let _ = tx.send(Upgraded::h1(stream, rd.buf.freeze(), guard));
+        if let Some((stream, buf)) = reunite(writer, reader) {
+            let _ = tx.send(Upgraded::h1(stream, buf.freeze(), guard));
+        }
     }
 }
 
-/// The handler's future, boxed outside the exchange's `async fn` (see `exchange_boxed`):
-/// built inside it, the 8 KiB handler future had room reserved in the exchange's future too,
-/// making it 10.5 KiB to copy into its box on every request.
-fn call_boxed<'a, S: HttpService>(
-    service: &'a S,
-    req: http::Request<RequestBody>,
-    info: &'a ConnInfo,
-) -> Pin<Box<impl Future<Output = Response<Body>> + Send + 'a>> {
-    Box::pin(service.call(req, info))
+/// The socket in one piece again, with the bytes read past the last head; `None` while a
+/// request body still holds either half.
+fn reunite(
+    writer: Arc<Writer>,
+    reader: Option<Reader>,
+) -> Option<(tokio::net::TcpStream, BytesMut)> {
+    let rd = reader?;
+    let w = Arc::try_unwrap(writer).ok()?;
+    let stream = rd.io.reunite(w.write).ok()?;
+    Some((stream, rd.buf))
 }
 
 /// Reads until a whole head is in the buffer. A poll function rather than an `async fn`: its
@@ -494,36 +470,34 @@ fn poll_head(
 ) -> Poll<Result<Box<head::Head>, Stop>> {
     let limits = &settings.limits;
     loop {
-        if !r.buf.is_empty() && idle.first {
-            if r.buf.starts_with(PREFACE) {
-                return Poll::Ready(Err(Stop::Http2));
-            }
-            // Not (or no longer possibly) the preface: HTTP/1 from here on.
-            idle.first = r.buf.len() < PREFACE.len() && PREFACE.starts_with(&r.buf);
-        }
-        if !r.buf.is_empty() && idle.first {
-            // A prefix of the preface: read on (under the head's deadline).
-            if idle.head_by.is_none() {
-                idle.head_by = Some(tokio::time::Instant::now() + limits.header_read_timeout);
-            }
-        } else if !r.buf.is_empty() {
-            match head::parse(&mut r.buf, limits.max_header_size, limits.max_headers) {
-                Ok(Parse::Complete(h)) => {
-                    idle.until = None;
-                    idle.head_by = None;
-                    return Poll::Ready(Ok(h));
+        if !r.buf.is_empty() {
+            if idle.first {
+                if r.buf.starts_with(PREFACE) {
+                    return Poll::Ready(Err(Stop::Http2));
                 }
-                Ok(Parse::Partial) => {}
-                Err(e) => {
-                    tracing::debug!(error = ?e, "bad request head");
-                    return Poll::Ready(Err(Stop::Answer(match e {
-                        HeadError::Bad(_) => BAD_REQUEST,
-                        HeadError::LineTooLong => URI_TOO_LONG,
-                        HeadError::TooLarge => TOO_LARGE,
-                        HeadError::UnknownCoding => NOT_IMPLEMENTED,
-                    })));
+                // Still a prefix of the preface: read on; otherwise HTTP/1 from here on.
+                idle.first = r.buf.len() < PREFACE.len() && PREFACE.starts_with(&r.buf);
+            }
+            if !idle.first {
+                match head::parse(&mut r.buf, limits.max_header_size, limits.max_headers) {
+                    Ok(Parse::Complete(h)) => {
+                        idle.until = None;
+                        idle.head_by = None;
+                        return Poll::Ready(Ok(h));
+                    }
+                    Ok(Parse::Partial) => {}
+                    Err(e) => {
+                        tracing::debug!(error = ?e, "bad request head");
+                        return Poll::Ready(Err(Stop::Answer(match e {
+                            HeadError::Bad(_) => BAD_REQUEST,
+                            HeadError::LineTooLong => URI_TOO_LONG,
+                            HeadError::TooLarge => TOO_LARGE,
+                            HeadError::UnknownCoding => NOT_IMPLEMENTED,
+                        })));
+                    }
                 }
             }
+            // Part of a head (or of the preface): read on, under the head's deadline.
             if idle.head_by.is_none() {
                 idle.head_by = Some(tokio::time::Instant::now() + limits.header_read_timeout);
             }

@@ -264,43 +264,7 @@ mod tests {
     use super::Transform::*;
     use super::*;
 
-    const ALL: [Transform; 35] = [
-        Lowercase,
-        Uppercase,
-        UrlDecode,
-        UrlDecodeUni,
-        UrlEncode,
-        HtmlEntityDecode,
-        JsDecode,
-        CssDecode,
-        CmdLine,
-        CompressWhitespace,
-        RemoveWhitespace,
-        RemoveNulls,
-        ReplaceNulls,
-        ReplaceComments,
-        RemoveComments,
-        RemoveCommentsChar,
-        NormalizePath,
-        NormalizePathWin,
-        Base64Decode,
-        Base64DecodeExt,
-        Base64Encode,
-        HexDecode,
-        HexEncode,
-        Utf8ToUnicode,
-        Length,
-        Sha1,
-        Md5,
-        ParityEven7bit,
-        ParityOdd7bit,
-        ParityZero7bit,
-        Trim,
-        TrimLeft,
-        TrimRight,
-        EscapeSeqDecode,
-        SqlHexDecode,
-    ];
+    use super::reference_tests::ALL;
 
     fn t(tr: Transform, input: &[u8]) -> Vec<u8> {
         tr.apply(input)
@@ -338,13 +302,7 @@ mod tests {
         let alphabet = b"aZ09%+&;#/*-<!>\\ \t\0xX\xc3\xa9u";
         let mut s: u64 = 0x1234_5678_9abc_def1;
         for _ in 0..4000 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let n = (s % 12) as usize;
-            let input: Vec<u8> = (0..n)
-                .map(|i| alphabet[((s >> (i * 5)) as usize) % alphabet.len()])
-                .collect();
+            let input = crate::test_support::random_input(alphabet, &mut s, 12, 5);
             for t in ALL {
                 assert_eq!(
                     t.apply_cow(&input).as_ref(),
@@ -361,13 +319,7 @@ mod tests {
         let alphabet = b"aZ09%+&;#/*-<!>\\ \t\0xX\xc3\xa9u.,'\"^(\n\r\x0b\xa0";
         let mut s: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..20000 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let n = (s % 12) as usize;
-            let input: Vec<u8> = (0..n)
-                .map(|i| alphabet[((s >> (i * 5)) as usize) % alphabet.len()])
-                .collect();
+            let input = crate::test_support::random_input(alphabet, &mut s, 12, 5);
             let have = ByteSet::of(&input);
             for t in ALL {
                 if let Some(trig) = t.trigger_bytes() {

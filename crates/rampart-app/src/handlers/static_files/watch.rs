@@ -124,25 +124,26 @@ impl DirWatcher {
 
     /// True while nothing changed in the watched directories since `stamp` was taken.
     pub fn unchanged(&self, stamp: &WatchStamp) -> bool {
-        match self.registered() {
-            Some(fd) => {
-                // A no-op waker: nobody waits on the descriptor; the reactor still records
-                // its readiness, which is all this asks.
-                let mut cx = Context::from_waker(Waker::noop());
-                if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(&mut cx) {
-                    match self.inner.lock() {
-                        Ok(mut inner) => drain(&mut inner),
-                        Err(_) => return false,
-                    }
-                    // Drained to EAGAIN: readiness seen before this point is used up (a
-                    // newer event keeps it set, tokio compares ticks).
-                    guard.clear_ready();
-                }
-            }
-            None => match self.inner.lock() {
+        // A no-op waker: nobody waits on the descriptor; the reactor still records its
+        // readiness, which is all this asks. Outside a runtime every check reads.
+        let mut cx = Context::from_waker(Waker::noop());
+        let ready = match self.registered() {
+            Some(fd) => match fd.poll_read_ready(&mut cx) {
+                Poll::Ready(Ok(guard)) => Some(Some(guard)),
+                _ => None,
+            },
+            None => Some(None),
+        };
+        if let Some(guard) = ready {
+            match self.inner.lock() {
                 Ok(mut inner) => drain(&mut inner),
                 Err(_) => return false,
-            },
+            }
+            // Drained to EAGAIN: readiness seen before this point is used up (a newer event
+            // keeps it set, tokio compares ticks).
+            if let Some(mut g) = guard {
+                g.clear_ready();
+            }
         }
         stamp.0.iter().all(|(g, v)| g.load(Ordering::Acquire) == *v)
     }
@@ -216,15 +217,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn changes_bump_generations() {
-        let dir = std::env::temp_dir().join(format!("rampart-watch-{}", std::process::id()));
+    /// A fresh directory holding `a.txt`, a watcher, and the file's stamp (unchanged yet).
+    fn watched(tag: &str) -> (PathBuf, PathBuf, DirWatcher, WatchStamp) {
+        let dir = std::env::temp_dir().join(format!("rampart-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("a.txt");
         std::fs::write(&f, "1").unwrap();
         let w = DirWatcher::new().unwrap();
         let s = w.watch(&f).unwrap();
         assert!(w.unchanged(&s));
+        (dir, f, w, s)
+    }
+
+    #[test]
+    fn changes_bump_generations() {
+        let (dir, f, w, s) = watched("watch");
         std::fs::write(&f, "2").unwrap();
         assert!(!w.unchanged(&s), "a write is seen by the very next check");
         let s2 = w.watch(&f).unwrap();
@@ -243,29 +250,19 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let dir = std::env::temp_dir().join(format!("rampart-watch-rt-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let f = dir.join("a.txt");
-            std::fs::write(&f, "1").unwrap();
-            let w = DirWatcher::new().unwrap();
-            let s = w.watch(&f).unwrap();
-            assert!(w.unchanged(&s));
+            let (dir, f, w, s) = watched("watch-rt");
             assert!(w.ready.get().is_some_and(|r| r.is_some()), "registered");
             std::fs::write(&f, "2").unwrap();
             // Let the reactor poll (a request's own bytes arrive through it).
-            let mut seen = false;
-            for _ in 0..100 {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                if !w.unchanged(&s) {
-                    seen = true;
-                    break;
-                }
-            }
-            assert!(seen, "the write is seen once the event loop turned");
+            tokio::task::yield_now().await;
+            assert!(
+                !w.unchanged(&s),
+                "the write is seen once the event loop turned"
+            );
             let s2 = w.watch(&f).unwrap();
             assert!(w.unchanged(&s2));
             std::fs::remove_file(&f).unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::task::yield_now().await;
             assert!(!w.unchanged(&s2), "a removal is seen");
             std::fs::remove_dir_all(&dir).unwrap();
         });
