@@ -179,12 +179,15 @@ impl<S: HttpService> Listeners<S> {
                     id: ids.fetch_add(1, Ordering::Relaxed),
                 };
                 tokio::spawn(accepted(Box::new(Accepted {
-                    stream,
+                    start: conn::Start {
+                        stream,
+                        info,
+                        settings: settings.load_full(),
+                        service: service.clone(),
+                        drain: drain.clone(),
+                        guard: None,
+                    },
                     listen: addr,
-                    info,
-                    settings: settings.load_full(),
-                    service: service.clone(),
-                    drain: drain.clone(),
                     per_ip: per_ip.clone(),
                     permit,
                 })));
@@ -215,14 +218,11 @@ impl<S: HttpService> Listeners<S> {
     }
 }
 
-/// A connection just accepted, with what it needs (boxed: see `conn::Start`).
+/// A connection just accepted: what it will run with (its limits not taken yet), and what
+/// admission needs (boxed: see `conn::Start`).
 struct Accepted<S> {
-    stream: tokio::net::TcpStream,
+    start: conn::Start<S>,
     listen: SocketAddr,
-    info: ConnInfo,
-    settings: Arc<ConnSettings>,
-    service: Arc<S>,
-    drain: watch::Receiver<bool>,
     per_ip: Arc<PerIp>,
     permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -240,28 +240,26 @@ async fn accepted<S: HttpService>(a: Box<Accepted<S>>) {
 /// The PROXY header (where the listener requires one) and the per-address connection limit.
 async fn admit<S: HttpService>(a: Box<Accepted<S>>) -> Option<Box<conn::Start<S>>> {
     let Accepted {
-        stream,
+        mut start,
         listen,
-        mut info,
-        settings,
-        service,
-        drain,
         per_ip,
         permit,
     } = *a;
-    if !crate::proxy_protocol::accept(&stream, listen, &settings, &mut info).await {
+    if !crate::proxy_protocol::accept(&start.stream, listen, &start.settings, &mut start.info).await
+    {
         return None;
     }
     // Counted after the PROXY header, so the client it names is the one limited.
-    let max = settings.limits.max_connections_per_ip;
+    let max = start.settings.limits.max_connections_per_ip;
+    let client = start.info.peer.ip();
     let slot = if max > 0 {
-        match PerIp::take(&per_ip, info.peer.ip(), max) {
+        match PerIp::take(&per_ip, client, max) {
             Some(s) => Some(s),
             None => {
-                tracing::debug!(client = %info.peer.ip(), "connection limit per address: 429");
+                tracing::debug!(client = %client, "connection limit per address: 429");
                 // Boxed: its 4 KiB read buffer would otherwise be part of every connection
                 // task's state (+8 MiB at 2,000 conns).
-                Box::pin(refuse(stream)).await;
+                Box::pin(refuse(start.stream)).await;
                 return None;
             }
         }
@@ -269,15 +267,8 @@ async fn admit<S: HttpService>(a: Box<Accepted<S>>) -> Option<Box<conn::Start<S>
         None
     };
     // Held for the connection's life, an upgraded one's too (see upgrade.rs).
-    let guard: crate::upgrade::ConnGuard = Some(Box::new((permit, slot)));
-    Some(Box::new(conn::Start {
-        stream,
-        info,
-        settings,
-        service,
-        drain,
-        guard,
-    }))
+    start.guard = Some(Box::new((permit, slot)));
+    Some(Box::new(start))
 }
 
 /// Answers 429 and closes gently: the client's request is still unread, and closing
@@ -380,12 +371,15 @@ mod tests {
             .await
             .unwrap();
         let task = accepted(Box::new(Accepted {
-            stream,
+            start: crate::conn::Start {
+                stream,
+                info,
+                settings,
+                service: Arc::new(Nop),
+                drain,
+                guard: None,
+            },
             listen: a,
-            info,
-            settings,
-            service: Arc::new(Nop),
-            drain,
             per_ip: Default::default(),
             permit,
         }));
