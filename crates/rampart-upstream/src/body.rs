@@ -204,6 +204,29 @@ impl ResBody {
         b
     }
 
+    /// The rest of the body, when all of it already sits in the connection's buffer (a small
+    /// response that arrived with its head): the connection goes back to the pool now, and
+    /// the caller sends the bytes as one buffer instead of streaming them (no frame polling,
+    /// no stream wrappers on the way to the client). `None` leaves the body as it was.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        // Not while a request body is still going out: the connection is not done.
+        let Inner::Wire(dec, None) = &mut self.inner else {
+            return None;
+        };
+        match *dec {
+            Decoder::Done => Some(Bytes::new()),
+            Decoder::Length(n) => {
+                let w = self.conn.as_mut().and_then(Conn::wire)?;
+                let n = usize::try_from(n).ok().filter(|&n| n <= w.buf.len())?;
+                let data = w.buf.split_to(n).freeze();
+                *dec = Decoder::Done;
+                self.finish();
+                Some(data)
+            }
+            _ => None,
+        }
+    }
+
     fn finish(&mut self) {
         if let Some(mut c) = self.conn.take() {
             // Bytes after a complete response were never asked for, and a request body still

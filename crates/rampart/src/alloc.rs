@@ -100,7 +100,9 @@ mod tests {
                     p.write_bytes(0xA5, size);
                     let q = a.realloc(p, layout, size * 3);
                     assert_eq!(q as usize % align, 0, "grown: size {size} align {align}");
-                    assert!(std::slice::from_raw_parts(q, size).iter().all(|&b| b == 0xA5));
+                    assert!(std::slice::from_raw_parts(q, size)
+                        .iter()
+                        .all(|&b| b == 0xA5));
                     let grown = Layout::from_size_align(size * 3, align).unwrap();
                     let r = a.realloc(q, grown, size.div_ceil(2));
                     assert_eq!(r as usize % align, 0, "shrunk: size {size} align {align}");

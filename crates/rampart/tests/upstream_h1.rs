@@ -255,3 +255,59 @@ fn early_answer_to_a_streamed_upload_reaches_the_client() {
     assert_eq!(resp.text(), "too big");
     writer.join().unwrap();
 }
+
+#[test]
+fn whole_and_split_bodies_share_one_connection() {
+    // A body that arrives with its head is sent on as one buffer and its connection pooled at
+    // once; one that arrives later streams. Both, and bodiless answers, reuse the connection;
+    // bytes after a complete answer make it unusable.
+    let (port, accepted) = raw_server(|mut r| {
+        while let Some((head, _)) = read_request(&mut r) {
+            let s = r.get_mut();
+            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+            match path.as_str() {
+                "/whole" => s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole")
+                    .unwrap(),
+                "/split" => {
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nsplit")
+                        .unwrap();
+                    s.flush().unwrap();
+                    // Makes a separate read of the rest likely (not required by the asserts).
+                    std::thread::sleep(Duration::from_millis(20));
+                    s.write_all(b" body").unwrap();
+                }
+                "/head" => s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+                    .unwrap(),
+                "/empty" => s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .unwrap(),
+                _ => s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextraSTRAY")
+                    .unwrap(),
+            }
+        }
+    });
+    let rp = Rampart::with_config(&config(port));
+    let mut c = Client::new(rp.port);
+    for _ in 0..2 {
+        let r = c.get("/whole", &[]);
+        assert_eq!((r.status, r.text()), (200, "whole".to_string()));
+        assert_eq!(r.header("content-length"), Some("5"));
+        let r = c.get("/split", &[]);
+        assert_eq!((r.status, r.text()), (200, "split body".to_string()));
+        let r = c.send("HEAD", "/head", &[], b"");
+        assert_eq!((r.status, r.body.len()), (200, 0));
+        assert_eq!(r.header("content-length"), Some("1234"));
+        let r = c.get("/empty", &[]);
+        assert_eq!((r.status, r.text()), (200, String::new()));
+        assert_eq!(r.header("content-length"), Some("0"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let r = c.get("/extra", &[]);
+    assert_eq!((r.status, r.text()), (200, "extra".to_string()));
+    let r = c.get("/whole", &[]);
+    assert_eq!((r.status, r.text()), (200, "whole".to_string()));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

@@ -993,7 +993,14 @@ fn respond(
             return Response::from_parts(parts, Body::Empty);
         }
     }
-    resp.map(Body::stream)
+    // A small answer is usually whole already: sent as one buffer, its connection pooled now.
+    let (parts, mut body) = resp.into_parts();
+    let body = match body.take_whole() {
+        Some(b) if b.is_empty() => Body::Empty,
+        Some(b) => Body::full(b),
+        None => Body::stream(body),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Copies bytes both ways until either side closes or nothing moves for `idle`.
