@@ -66,7 +66,12 @@ fn redact(v: &mut serde_json::Value) {
 }
 
 impl HttpService for Admin {
-    async fn call(&self, req: Request<RequestBody>, _conn: &ConnInfo) -> Response<Body> {
+    async fn call(
+        &self,
+        req: Request<RequestBody>,
+        _raw: Option<rampart_server::RawHead>,
+        _conn: &ConnInfo,
+    ) -> Response<Body> {
         let plain = "text/plain; charset=utf-8";
         match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, plain, "ok\n"),

@@ -148,8 +148,13 @@ pub fn proxy_protocol_addrs(cfg: &Config) -> Vec<std::net::SocketAddr> {
 pub struct App(pub Arc<Runtime>);
 
 impl HttpService for App {
-    async fn call(&self, req: Request<RequestBody>, conn: &ConnInfo) -> Response<Body> {
+    async fn call(
+        &self,
+        req: Request<RequestBody>,
+        raw: Option<rampart_server::RawHead>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
         let snap = self.0.current.load_full();
-        crate::pipeline::handle(&snap, conn, req).await
+        crate::pipeline::handle(&snap, conn, req, raw).await
     }
 }

@@ -42,6 +42,7 @@ pub async fn handle(
     snap: &Snapshot,
     conn: &ConnInfo,
     mut req: Request<RequestBody>,
+    raw: Option<rampart_server::RawHead>,
 ) -> Response<Body> {
     // The client side of a protocol switch (WebSocket, or a CONNECT tunnel over HTTP/1), taken
     // before the head is split up.
@@ -134,6 +135,7 @@ pub async fn handle(
                 policy,
                 &mut tx,
                 &parts,
+                raw.as_ref(),
                 &mut body,
                 &x,
                 snap.limits.body_read_timeout,
@@ -157,11 +159,7 @@ pub async fn handle(
 
     // 3d. A version this server does not speak (HTTP/0.9, HTTP/2 and later in HTTP/1 text):
     // 505 as nginx, but only after the WAF has seen it (CRS scores such versions).
-    if parts
-        .extensions
-        .get::<rampart_server::RawHead>()
-        .is_some_and(|r| r.unsupported_version)
-    {
+    if raw.as_ref().is_some_and(|r| r.unsupported_version) {
         let status = StatusCode::HTTP_VERSION_NOT_SUPPORTED;
         let r = error_response(&site, Some(&route), status, &parts, &x).await;
         return finish_held(snap, Some(&site), Some(&route), x, r, held);

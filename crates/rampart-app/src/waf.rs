@@ -119,6 +119,7 @@ pub async fn request(
     policy: &WafPolicy,
     tx: &mut Transaction,
     parts: &Parts,
+    raw: Option<&rampart_server::RawHead>,
     body: &mut Option<rampart_server::RequestBody>,
     x: &Exchange,
     body_timeout: std::time::Duration,
@@ -132,7 +133,7 @@ pub async fn request(
     );
     // The request as received (HTTP/1): the target before any normalising, the protocol as
     // written, header names in their case. HTTP/2 has no such text: rebuilt from the parts.
-    if let Some(raw) = parts.extensions.get::<rampart_server::RawHead>() {
+    if let Some(raw) = raw {
         let target = String::from_utf8_lossy(&raw.target);
         let proto = if raw.protocol.is_empty() {
             "HTTP/0.9".into()

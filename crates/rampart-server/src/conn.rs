@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::guard::{ConnState, GuardedIo, InFlight};
+use crate::h1::head::RawHead;
 use crate::request_body::RequestBody;
 use crate::{Body, ConnLimits};
 
@@ -35,9 +36,11 @@ pub struct ConnInfo {
 /// The request handler the server calls; implemented by the application.
 pub trait HttpService: Send + Sync + 'static {
     /// Answers one request. Must not fail: errors become responses inside.
+    /// `raw` is the head as the client sent it (HTTP/1 only; HTTP/2 has no such text).
     fn call(
         &self,
         req: Request<RequestBody>,
+        raw: Option<RawHead>,
         conn: &ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send;
 }
@@ -150,7 +153,7 @@ pub(crate) async fn serve_h2<S: HttpService>(
         Box::pin(async move {
             state.request_started();
             let guard = InFlight(state);
-            let resp = service.call(req.map(RequestBody::H2), &info).await;
+            let resp = service.call(req.map(RequestBody::H2), None, &info).await;
             Ok::<_, Infallible>(resp.map(|body| TrackedBody {
                 body,
                 _guard: guard,

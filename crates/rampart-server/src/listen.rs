@@ -336,7 +336,12 @@ mod tests {
 
     struct Nop;
     impl HttpService for Nop {
-        async fn call(&self, _req: Request<RequestBody>, _conn: &ConnInfo) -> Response<Body> {
+        async fn call(
+            &self,
+            _req: Request<RequestBody>,
+            _raw: Option<crate::RawHead>,
+            _conn: &ConnInfo,
+        ) -> Response<Body> {
             Response::new(Body::Empty)
         }
     }

@@ -55,6 +55,9 @@ pub(crate) enum Framing {
 /// A parsed request head.
 pub(crate) struct Head {
     pub req: Request<()>,
+    /// The head as sent, handed to the service beside the request (not in its extensions:
+    /// inserting there allocated a map and a box per request).
+    pub raw: RawHead,
     pub framing: Framing,
     /// The connection may carry another request after this one (as far as the client said).
     pub keep_alive: bool,
@@ -254,14 +257,14 @@ fn build(head: Bytes, line_end: usize, max_headers: usize) -> Result<Head, HeadE
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
-    req.extensions_mut().insert(RawHead {
-        bytes: head,
-        target,
-        protocol,
-        unsupported_version: unsupported,
-    });
     Ok(Head {
         req,
+        raw: RawHead {
+            bytes: head,
+            target,
+            protocol,
+            unsupported_version: unsupported,
+        },
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
@@ -378,12 +381,8 @@ mod tests {
         let h = head(b"GET /a?q=<x>\"`y HTTP/1.1\r\nHost: a\r\nX-Case: V\r\n\r\nrest");
         assert_eq!(h.req.uri().path(), "/a");
         assert_eq!(h.req.uri().query(), Some("q=%3Cx%3E%22%60y"));
-        let raw = h.req.extensions().get::<RawHead>().cloned();
-        let raw = raw.as_ref();
-        assert_eq!(raw.map(|r| &r.target[..]), Some(&b"/a?q=<x>\"`y"[..]));
-        let names: Vec<&[u8]> = raw
-            .map(|r| r.fields().map(|f| f.0).collect())
-            .unwrap_or_default();
+        assert_eq!(&h.raw.target[..], &b"/a?q=<x>\"`y"[..]);
+        let names: Vec<&[u8]> = h.raw.fields().map(|f| f.0).collect();
         assert_eq!(names, vec![&b"Host"[..], b"X-Case"]);
         assert!(h.keep_alive);
         assert_eq!(h.framing, Framing::None);
@@ -433,8 +432,7 @@ mod tests {
             b"GET / \r\n\r\n",
         ] {
             let h = head(line);
-            let raw = h.req.extensions().get::<RawHead>().cloned();
-            assert!(raw.is_some_and(|r| r.unsupported_version));
+            assert!(h.raw.unsupported_version);
             assert!(!h.keep_alive);
         }
         assert!(p(b"GET / HTTP/1.1x\r\n\r\n").is_err());

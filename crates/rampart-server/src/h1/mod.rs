@@ -282,6 +282,7 @@ impl<S: HttpService> Conn<S> {
             head.keep_alive && self.served < limits.keepalive_requests && !*self.idle.rx.borrow();
         let req_info = ReqInfo::new(head.req.method(), head.version, head.http09);
         let mut req = head.req;
+        let raw = head.raw;
 
         // The body: none, or the reader itself on loan to the handler.
         let request_body = match head.framing {
@@ -321,7 +322,7 @@ impl<S: HttpService> Conn<S> {
 
         // The handler; a client that hangs up meanwhile cancels it (as hyper and nginx do).
         // Boxed (see `crate::boxed`): the application's future is kilobytes.
-        let fut = crate::boxed(|| self.service.call(req, &self.info));
+        let fut = crate::boxed(|| self.service.call(req, Some(raw), &self.info));
         let resp = run_handler(fut, &mut self.reader, &self.home, limits.max_header_size).await;
         let Some(resp) = resp else {
             return Next::Close;
