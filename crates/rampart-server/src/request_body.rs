@@ -32,6 +32,19 @@ impl std::fmt::Debug for RequestBody {
     }
 }
 
+impl RequestBody {
+    /// The rest of the body when it has all arrived already (nothing to wait for): an
+    /// HTTP/1 `Content-Length` body that came with its head, or no body. `None` leaves the
+    /// body to be streamed.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            RequestBody::Empty => Some(Bytes::new()),
+            RequestBody::H1(b) => b.take_whole(),
+            RequestBody::H2(_) => None,
+        }
+    }
+}
+
 impl http_body::Body for RequestBody {
     type Data = Bytes;
     type Error = io::Error;

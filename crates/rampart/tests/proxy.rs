@@ -469,6 +469,16 @@ fn retries_on_chosen_status_and_budgeted() {
     let resp = cl.send("POST", "/status/503", &[], b"x");
     assert_eq!(resp.status, 503);
     assert_eq!(a.count() + b.count(), before + 1);
+    // PUT is idempotent, and a small body that came with its head is kept whole, so it can
+    // go to the other server too (a streamed body could not be replayed).
+    let before = a.count() + b.count();
+    let resp = cl.send("PUT", "/status/503", &[], b"small body");
+    assert_eq!(resp.status, 503);
+    assert_eq!(
+        a.count() + b.count(),
+        before + 2,
+        "a small body is replayed"
+    );
 }
 
 #[test]

@@ -683,6 +683,18 @@ pub async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 
+    // A small body that came with its head goes upstream with it in one write (and can be
+    // replayed on a retry), as if buffered.
+    let body = match body {
+        BodyIn::Stream(mut b) => match b.take_whole() {
+            Some(whole) if whole.len() as u64 > s.max_body => {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, None));
+            }
+            Some(whole) => BodyIn::Buffered(whole),
+            None => BodyIn::Stream(b),
+        },
+        b => b,
+    };
     // The body: none, buffered (replayable), or streamed (bounded, timed).
     let source = match body {
         BodyIn::Buffered(b) if b.is_empty() => Source::Empty,

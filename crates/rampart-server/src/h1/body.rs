@@ -81,6 +81,24 @@ impl H1Body {
         }
     }
 
+    /// The rest of a `Content-Length` body when all of it already sits in the connection's
+    /// buffer (a small body that came with its head): taken at once and the reader given back.
+    /// A proxy then sends head and body in one write instead of two, and can replay them.
+    pub(crate) fn take_whole(&mut self) -> Option<Bytes> {
+        let r = self.reader.as_mut()?;
+        let BodyState::Length(left) = r.state else {
+            return None;
+        };
+        let n = usize::try_from(left).ok().filter(|&n| n <= r.buf.len())?;
+        let data = r.buf.split_to(n).freeze();
+        r.state = BodyState::Done;
+        // Whatever `100 Continue` was pending is moot: the client sent the body regardless.
+        r.continue_pending = None;
+        self.len = Some(0);
+        self.give_back();
+        Some(data)
+    }
+
     fn give_back(&mut self) {
         if let Some(r) = self.reader.take() {
             if let Ok(mut slot) = self.home.lock() {
