@@ -212,6 +212,12 @@ fn compile_route(
             hosts: crate::handlers::forward::HostRules::new(&f.allow_hosts),
             connect_timeout: f.connect_timeout.0,
             idle_timeout: f.idle_timeout.0,
+            dns: match &cfg.global.resolver {
+                Some(r) => Some(Arc::new(rampart_upstream::dns::Dns::caching(
+                    &resolver_settings(r)?,
+                ))),
+                None => None,
+            },
         })
     } else if let Some(ret) = &r.ret {
         Handler::Return(ReturnSpec::new(ret).map_err(err)?)

@@ -51,6 +51,17 @@ impl std::fmt::Debug for Dns {
 impl Dns {
     /// Builds the resolver (no I/O until the first query).
     pub fn new(settings: &ResolverSettings) -> Dns {
+        Self::build(settings, 0)
+    }
+
+    /// A resolver that keeps answers for their TTL (within `min_ttl..=max_ttl`, or `valid`):
+    /// for names asked per request, such as forward-proxy targets, where asking the server
+    /// every time would put a DNS round trip in front of each tunnel.
+    pub fn caching(settings: &ResolverSettings) -> Dns {
+        Self::build(settings, 1024)
+    }
+
+    fn build(settings: &ResolverSettings, cache_size: usize) -> Dns {
         let mut config = ResolverConfig::new();
         for &addr in &settings.servers {
             // UDP, and TCP for answers too large for a datagram.
@@ -60,8 +71,13 @@ impl Dns {
         let mut opts = ResolverOpts::default();
         opts.timeout = settings.timeout;
         opts.attempts = 2;
-        // Every re-resolution must reach the server: a cached answer would hide a change.
-        opts.cache_size = 0;
+        // Re-resolution (cache_size 0) must reach the server: a cached answer would hide a
+        // change.
+        opts.cache_size = cache_size;
+        if cache_size > 0 {
+            opts.positive_min_ttl = Some(settings.valid.unwrap_or(settings.min_ttl));
+            opts.positive_max_ttl = Some(settings.valid.unwrap_or(settings.max_ttl));
+        }
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
         let resolver =

@@ -1,4 +1,5 @@
-//! Upstream host names re-resolved on their DNS TTL through a configured `resolver`, against a
+//! Upstream host names re-resolved on their DNS TTL through a configured `resolver` (and
+//! forward-proxy targets resolved through it), against a
 //! real DNS server (dnsmasq, installed by scripts/test.sh): the name first points at server A
 //! (127.0.0.2), then the hosts file moves it to B (127.0.0.3, same port) and dnsmasq is told
 //! to re-read it; requests must follow within the (1 s) TTL. Killing the DNS server keeps
@@ -198,4 +199,62 @@ passive_health = {{ max_fails = 0 }}
     for _ in 0..3 {
         assert_eq!(who(), "B");
     }
+}
+
+#[test]
+fn forward_proxy_targets_are_resolved_through_the_configured_resolver() {
+    let Some(bin) = dnsmasq() else {
+        eprintln!("SKIPPED forward_proxy_targets_are_resolved_through_the_configured_resolver: dnsmasq is not installed (scripts/test.sh installs it)");
+        return;
+    };
+    // The name exists only in this dnsmasq's hosts file: the system resolver cannot find it.
+    let target = (0..50)
+        .map(|_| free_port())
+        .find_map(|p| TcpListener::bind(("127.0.0.2", p)).ok())
+        .expect("a free port on 127.0.0.2");
+    let port = target.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in target.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = TempDir::new("dns-forward");
+    let hosts = dir.write("hosts", format!("127.0.0.2 {NAME}\n"));
+    let dns = Dns::start(&bin, &hosts);
+    let cfg = format!(
+        r#"
+[global]
+resolver = {{ servers = ["127.0.0.1:{dns}"], timeout = "1s" }}
+
+[[server]]
+listen = ["127.0.0.1:{{port}}"]
+access_log = {{ path = "off" }}
+
+[[server.route]]
+forward_proxy = {{ allow_ports = [{port}], allow_hosts = ["{NAME}"] }}
+"#,
+        dns = dns.port
+    );
+    let r = Rampart::with_config_in(dir, &cfg);
+    let s = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&s).write_all(
+        format!("CONNECT {NAME}:{port} HTTP/1.1\r\nHost: {NAME}:{port}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut r_ = std::io::BufReader::new(s);
+    let head = read_head(&mut r_).unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{}", r.stderr());
+    r_.get_mut().write_all(b"through the tunnel").unwrap();
+    let mut echoed = [0u8; 18];
+    r_.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"through the tunnel");
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{StatusCode, Uri};
@@ -31,6 +32,9 @@ pub struct ForwardSettings {
     pub connect_timeout: Duration,
     /// A tunnel with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    /// `global.resolver`, when configured: target names are asked there (answers kept for
+    /// their TTL), as upstream names are; otherwise the system resolver.
+    pub dns: Option<Arc<rampart_upstream::dns::Dns>>,
 }
 
 /// `allow_hosts`: names, `*.suffix` wildcards, `*`, addresses and networks.
@@ -141,9 +145,17 @@ pub async fn open(s: &ForwardSettings, t: &Target) -> Result<TcpStream, Refused>
     let addrs: Vec<SocketAddr> = match t.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, t.port)],
         Err(_) => {
-            match tokio::time::timeout_at(deadline, tokio::net::lookup_host((&*t.host, t.port)))
-                .await
-            {
+            let found = match &s.dns {
+                Some(dns) => tokio::time::timeout_at(deadline, dns.lookup(&t.host, t.port))
+                    .await
+                    .map(|r| r.map(|(a, _)| a).map_err(|e| e.to_string())),
+                None => {
+                    tokio::time::timeout_at(deadline, tokio::net::lookup_host((&*t.host, t.port)))
+                        .await
+                        .map(|r| r.map(Iterator::collect).map_err(|e| e.to_string()))
+                }
+            };
+            match found {
                 Err(_) => {
                     return Err(refused(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -156,7 +168,7 @@ pub async fn open(s: &ForwardSettings, t: &Target) -> Result<TcpStream, Refused>
                         format!("cannot resolve {}: {e}", t.host),
                     ))
                 }
-                Ok(Ok(a)) => a.collect(),
+                Ok(Ok(a)) => a,
             }
         }
     };
@@ -333,6 +345,7 @@ mod tests {
             hosts: HostRules::new(&["127.0.0.1".into()]),
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
+            dns: None,
         };
         let bad_port = Target {
             host: "127.0.0.1".into(),
