@@ -16,6 +16,7 @@ mod h1;
 mod health;
 mod peer;
 mod proxy_header;
+mod request;
 mod settings;
 pub mod sticky;
 
@@ -33,6 +34,7 @@ pub use connect::Stream;
 pub use error::{ErrorClass, UpstreamError};
 pub use peer::{resolve, send, Conn, InFlight, Peer, PeerStats, SendFailure};
 pub use proxy_header::{encode as encode_proxy_header, encode_local as encode_local_proxy_header};
+pub use request::{Fields, UpHead, UpRequest};
 pub use settings::*;
 
 use balance::{Ring, SmoothRoundRobin};

@@ -19,6 +19,7 @@ use crate::body::{BodySignal, ReqBody, ResBody};
 use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::connect::{self, TimedStream};
 use crate::error::{from_hyper, UpstreamError};
+use crate::request::UpRequest;
 use crate::settings::{Address, BreakerSettings, PeerSettings, PoolSettings, Protocol};
 
 /// Counters per server, exported as metrics.
@@ -636,7 +637,7 @@ pub struct SendFailure {
     /// Why.
     pub error: UpstreamError,
     /// The untouched request, if it was never sent.
-    pub unsent: Option<Request<ReqBody>>,
+    pub unsent: Option<UpRequest>,
 }
 
 /// Sends `req` on `conn` and waits for the response head, driving an HTTP/1 connection's I/O
@@ -644,7 +645,7 @@ pub struct SendFailure {
 /// so a slow upload is not a slow server.
 pub async fn send(
     mut conn: Conn,
-    req: Request<ReqBody>,
+    req: UpRequest,
     read_timeout: Duration,
     body_done: Option<Arc<BodySignal>>,
     inflight: InFlight,
@@ -661,7 +662,7 @@ pub async fn send(
 /// `send` over a hyper connection (upgrades, h2c).
 async fn send_hyper(
     mut conn: Conn,
-    req: Request<ReqBody>,
+    req: UpRequest,
     read_timeout: Duration,
     body_done: Option<Arc<BodySignal>>,
     inflight: InFlight,
@@ -672,11 +673,11 @@ async fn send_hyper(
         let Conn { tx, driver, .. } = &mut conn;
         match tx {
             Tx::H1(tx) => {
-                let fut = tx.try_send_request(to_h1(req));
+                let fut = tx.try_send_request(to_h1(req.into_http()));
                 head(fut, driver, read_timeout, None, body_done).await
             }
             Tx::H2(tx) => {
-                let fut = tx.try_send_request(to_h2(req, &peer.label));
+                let fut = tx.try_send_request(to_h2(req.into_http(), &peer.label));
                 let stall = Some(peer.send_timeout);
                 head(fut, &mut None, read_timeout, stall, body_done).await
             }
@@ -705,7 +706,7 @@ async fn send_hyper(
             unsent: None,
         }),
         Head::Done(Err(mut e)) => {
-            let unsent = e.take_message();
+            let unsent = e.take_message().map(UpRequest::from_http);
             Err(SendFailure {
                 error: from_hyper(&peer.label, e.error()),
                 unsent,

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Response, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
 use rampart_server::Body;
 use rampart_server::RequestBody;
 use rampart_upstream::{
-    balance::hash_bytes, sticky, BodySignal, ClientBodyError, ErrorClass, Pick, ReqBody,
-    StickySettings, Upstream, UpstreamError,
+    balance::hash_bytes, sticky, BodySignal, ClientBodyError, ErrorClass, Fields, Pick, ReqBody,
+    StickySettings, UpHead, UpRequest, Upstream, UpstreamError,
 };
 use tokio::sync::Semaphore;
 
@@ -312,7 +312,7 @@ fn upstream_head(
     parts: &Parts,
     x: &Exchange,
     upgrade: bool,
-) -> Result<Request<()>, ProxyError> {
+) -> Result<UpHead, ProxyError> {
     let bad = || (StatusCode::BAD_REQUEST, None);
     // Path: as received (not normalized: the application may need its exact bytes), with the
     // route prefix replaced when asked.
@@ -361,7 +361,7 @@ fn build_head(
     x: &Exchange,
     target: String,
     upgrade: bool,
-) -> Result<Request<()>, ProxyError> {
+) -> Result<UpHead, ProxyError> {
     let bad = || (StatusCode::BAD_REQUEST, None);
     let uri: Uri = target.parse().map_err(|_| bad())?;
     head_with_uri(s, parts, x, uri, upgrade)
@@ -377,11 +377,7 @@ fn head_with_uri(
     x: &Exchange,
     uri: Uri,
     upgrade: bool,
-) -> Result<Request<()>, ProxyError> {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
+) -> Result<UpHead, ProxyError> {
     let peer = canonical(x.conn.peer.ip());
     let trusted = s.trusted.contains(peer);
     let named = if parts.headers.contains_key(header::CONNECTION) {
@@ -389,8 +385,8 @@ fn head_with_uri(
     } else {
         Vec::new()
     };
-    let h = req.headers_mut();
-    h.reserve(parts.headers.len() + 8);
+    let mut fields = Fields::with_capacity(parts.headers.len() + 8);
+    let h = &mut fields;
     let mut host_in: Option<&HeaderValue> = None;
     let mut prev_xff: Option<&HeaderValue> = None;
     let mut prev_forwarded: Option<&HeaderValue> = None;
@@ -445,8 +441,7 @@ fn head_with_uri(
     // HTTP/2 may split cookies into several fields; HTTP/1.1 servers expect one.
     if parts.version >= Version::HTTP_2 && cookies > 1 {
         let all: Vec<&str> = h
-            .get_all(header::COOKIE)
-            .iter()
+            .get_all(&header::COOKIE)
             .filter_map(|v| v.to_str().ok())
             .collect();
         if let Ok(v) = HeaderValue::from_str(&all.join("; ")) {
@@ -532,7 +527,7 @@ fn head_with_uri(
     if let Some(v) = via {
         h.append(header::VIA, v);
     }
-    h.append(crate::reqid::HEADER, x.request_id.clone());
+    h.append(crate::reqid::HEADER_NAME, x.request_id.clone());
     for (n, v) in &s.request_headers.add {
         h.insert(n.clone(), v.clone());
     }
@@ -545,7 +540,7 @@ fn head_with_uri(
     if let Some(hv) = host_in {
         h.insert(header::HOST, hv);
     }
-    Ok(req)
+    Ok(UpHead::new(parts.method.clone(), uri, fields))
 }
 
 /// An address as text. IPv4 by hand: `Ipv4Addr`'s `Display` goes through the formatting
@@ -679,7 +674,7 @@ pub async fn forward(
     if group.upstream.settings.proxy_protocol.is_some() && !upgrade {
         // The connection's PROXY header names this client: one request, then hyper closes it
         // instead of leaving it idle in the pool (see rampart-upstream/src/proxy_header.rs).
-        head.headers_mut()
+        head.fields
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 
@@ -735,7 +730,7 @@ async fn forward_source(
     on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
     group: &Group,
     upgrade: bool,
-    head: Request<()>,
+    head: UpHead,
 ) -> Result<Response<Body>, ProxyError> {
     let up = &group.upstream;
     let mut first_head = Some(head);
@@ -777,7 +772,7 @@ async fn forward_source(
     let mut tried: Vec<usize> = Vec::new();
     let mut attempts = 0u32;
     let mut stale_retries = 0u32;
-    let mut pending: Option<Request<ReqBody>> = None;
+    let mut pending: Option<UpRequest> = None;
     let mut last_err: Option<UpstreamError> = None;
     loop {
         let Some(peer) = up.select(&Pick {
@@ -849,15 +844,14 @@ async fn forward_source(
                     Some(h) => h,
                     None => upstream_head(s, parts, x, upgrade)?,
                 };
-                let (hp, ()) = h.into_parts();
-                let mut r = Request::from_parts(hp, b);
+                let mut r = UpRequest { head: h, body: b };
                 if matches!(s.host, HostMode::Upstream) {
                     if let Ok(v) = HeaderValue::from_str(&peer.label) {
-                        r.headers_mut().insert(header::HOST, v);
+                        r.head.fields.insert(header::HOST, v);
                     }
                 } else if let HostMode::Fixed(t) = &s.host {
                     if let Ok(v) = HeaderValue::from_str(&t.replace("$host", &x.host)) {
-                        r.headers_mut().insert(header::HOST, v);
+                        r.head.fields.insert(header::HOST, v);
                     }
                 }
                 (r, done)
@@ -1104,7 +1098,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<T> {
 
 /// Sends a copy of the request to the mirror group in the background; its answer is read and
 /// dropped. Never waits: with every mirror slot busy, the copy is skipped.
-fn mirror(m: &Mirror, head: &Request<()>, source: &Source, x: &Exchange) {
+fn mirror(m: &Mirror, head: &UpHead, source: &Source, x: &Exchange) {
     let Ok(slot) = m.slots.clone().try_acquire_owned() else {
         return;
     };
@@ -1112,14 +1106,15 @@ fn mirror(m: &Mirror, head: &Request<()>, source: &Source, x: &Exchange) {
         Source::Full(b) => ReqBody::Full(Some(b.clone())),
         _ => ReqBody::Empty,
     };
-    let mut req = Request::new(body);
-    *req.method_mut() = head.method().clone();
-    *req.uri_mut() = head.uri().clone();
-    *req.headers_mut() = head.headers().clone();
+    let mut req = UpRequest {
+        head: head.clone(),
+        body,
+    };
     let up = m.group.upstream.clone();
     let pp = up.settings.proxy_protocol;
     if pp.is_some() {
-        req.headers_mut()
+        req.head
+            .fields
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let client = (x.conn.peer, x.conn.local);

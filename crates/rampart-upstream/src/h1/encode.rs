@@ -5,11 +5,11 @@
 
 use std::io::Write;
 
-use http::header::{self, HeaderMap};
-use http::{Method, Request, Version};
+use http::header;
+use http::{Method, Version};
 use http_body::Body;
 
-use crate::body::ReqBody;
+use crate::request::{Fields, UpRequest};
 
 /// How the request body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +23,11 @@ pub(crate) enum Plan {
 }
 
 /// Encodes the head of `req` into `out` (cleared first) and says how its body follows.
-pub(crate) fn head(req: &Request<ReqBody>, out: &mut Vec<u8>) -> Plan {
+pub(crate) fn head(req: &UpRequest, out: &mut Vec<u8>) -> Plan {
     out.clear();
-    let body = req.body();
-    let headers = req.headers();
-    let http10 = req.version() == Version::HTTP_10;
+    let body = &req.body;
+    let headers = &req.head.fields;
+    let http10 = req.head.version == Version::HTTP_10;
     let given = declared_length(headers);
     // `Transfer-Encoding` from the caller is not forwarded as is (the proxy strips it as
     // hop-by-hop anyway): the framing below is the only one on the wire.
@@ -41,7 +41,10 @@ pub(crate) fn head(req: &Request<ReqBody>, out: &mut Vec<u8>) -> Plan {
             // HTTP/1.0 has no chunking; hyper sent such a body as nothing, as do we.
             (None, None) if http10 => (Plan::None, None),
             (None, None)
-                if matches!(*req.method(), Method::GET | Method::HEAD | Method::CONNECT) =>
+                if matches!(
+                    req.head.method,
+                    Method::GET | Method::HEAD | Method::CONNECT
+                ) =>
             {
                 (Plan::None, None)
             }
@@ -49,9 +52,9 @@ pub(crate) fn head(req: &Request<ReqBody>, out: &mut Vec<u8>) -> Plan {
         }
     };
 
-    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.extend_from_slice(req.head.method.as_str().as_bytes());
     out.push(b' ');
-    let uri = req.uri();
+    let uri = &req.head.uri;
     if uri.scheme().is_none() && uri.authority().is_none() {
         out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
     } else {
@@ -62,7 +65,7 @@ pub(crate) fn head(req: &Request<ReqBody>, out: &mut Vec<u8>) -> Plan {
     } else {
         b" HTTP/1.1\r\n"
     });
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         if name == header::TRANSFER_ENCODING {
             continue;
         }
@@ -90,16 +93,16 @@ enum Added {
 }
 
 /// The caller's own `Content-Length`, when it is one valid number (hyper honoured it too).
-fn declared_length(h: &HeaderMap) -> Option<u64> {
-    let mut all = h.get_all(header::CONTENT_LENGTH).iter();
+fn declared_length(h: &Fields) -> Option<u64> {
+    let mut all = h.get_all(&header::CONTENT_LENGTH);
     let first = all.next()?.to_str().ok()?.trim().parse().ok()?;
     all.all(|v| v.to_str().ok().and_then(|s| s.trim().parse().ok()) == Some(first))
         .then_some(first)
 }
 
 /// Whether the request asks the server to close the connection after it.
-pub(crate) fn wants_close(h: &HeaderMap) -> bool {
-    h.get_all(header::CONNECTION).iter().any(|v| {
+pub(crate) fn wants_close(h: &Fields) -> bool {
+    h.get_all(&header::CONNECTION).any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
@@ -128,11 +131,13 @@ pub(crate) fn chunk_line(n: usize, out: &mut [u8; 18]) -> &[u8] {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::body::ReqBody;
     use bytes::Bytes;
+    use http::Request;
 
     fn enc(req: Request<ReqBody>) -> (String, Plan) {
         let mut out = Vec::new();
-        let p = head(&req, &mut out);
+        let p = head(&UpRequest::from_http(req), &mut out);
         (String::from_utf8(out).unwrap(), p)
     }
 
@@ -174,8 +179,8 @@ mod tests {
         assert_eq!(chunk_line(255, &mut b), b"ff\r\n");
         assert_eq!(chunk_line(65536, &mut b), b"10000\r\n");
         assert!(wants_close(&{
-            let mut h = HeaderMap::new();
-            h.insert("connection", "keep-alive, Close".parse().unwrap());
+            let mut h = Fields::default();
+            h.append(header::CONNECTION, "keep-alive, Close".parse().unwrap());
             h
         }));
     }

@@ -20,13 +20,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use tokio::io::AsyncWrite;
 
 use crate::body::{ReqBody, ResBody};
 use crate::connect::{Stream, TimedStream};
 use crate::error::UpstreamError;
 use crate::peer::{Conn, InFlight, SendFailure, Tx};
+use crate::request::UpRequest;
 
 pub(crate) use decode::Decoder;
 use encode::Plan;
@@ -174,7 +175,7 @@ fn idempotent(m: &Method) -> bool {
 /// (the client's body timeout) and the timeout starts at its end.
 pub(crate) async fn send(
     mut conn: Conn,
-    req: Request<ReqBody>,
+    req: UpRequest,
     read_timeout: Duration,
     inflight: InFlight,
 ) -> Result<Response<ResBody>, SendFailure> {
@@ -189,10 +190,10 @@ pub(crate) async fn send(
             unsent: Some(req),
         });
     };
-    let head_req = req.method() == Method::HEAD;
-    let close = encode::wants_close(req.headers());
+    let head_req = req.head.method == Method::HEAD;
+    let close = encode::wants_close(&req.head.fields);
     let plan = encode::head(&req, &mut w.out);
-    let streamed = matches!(req.body(), ReqBody::Stream { .. });
+    let streamed = matches!(req.body, ReqBody::Stream { .. });
     let mut sent = 0usize;
     let mut seen = false;
     let outcome = if streamed {
@@ -201,7 +202,7 @@ pub(crate) async fn send(
         match r {
             Err(e) => Err(Fail::Write(e)),
             Ok(()) => {
-                let (parts, body) = req.into_parts();
+                let UpRequest { head, body } = req;
                 let ReqBody::Stream { inner, .. } = body else {
                     return Err(SendFailure {
                         error: UpstreamError::ClientBody("request body changed kind".into()),
@@ -227,7 +228,7 @@ pub(crate) async fn send(
                     conn,
                     r,
                     None,
-                    parts.method,
+                    head.method,
                     reused,
                     seen,
                     sent,
@@ -239,7 +240,7 @@ pub(crate) async fn send(
             }
         }
     } else {
-        let data: &[u8] = match (req.body(), plan) {
+        let data: &[u8] = match (&req.body, plan) {
             (ReqBody::Full(Some(b)), Plan::Length(n)) if n == b.len() as u64 => b,
             (ReqBody::Full(Some(b)), Plan::Length(_)) if !b.is_empty() => {
                 return Err(SendFailure {
@@ -261,7 +262,7 @@ pub(crate) async fn send(
             .await
             .unwrap_or(Err(Fail::ReadTimeout))
     };
-    let method = req.method().clone();
+    let method = req.head.method.clone();
     finish(
         conn,
         outcome,
@@ -285,7 +286,7 @@ pub(crate) async fn send(
 fn finish(
     mut conn: Conn,
     outcome: Result<head::Head, Fail>,
-    req: Option<Request<ReqBody>>,
+    req: Option<UpRequest>,
     method: Method,
     reused: bool,
     seen: bool,
