@@ -315,7 +315,11 @@ impl ResBody {
                     return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))));
                 }
             }
-            match w.poll_fill(cx) {
+            let left = match dec {
+                Decoder::Length(n) | Decoder::ChunkData(n) => *n,
+                _ => 0,
+            };
+            match w.poll_fill_body(cx, left) {
                 Poll::Ready(Ok(0)) => {
                     if *dec == Decoder::Close {
                         // The end of a close-delimited body; the connection is spent.

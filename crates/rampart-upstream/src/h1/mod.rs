@@ -35,6 +35,9 @@ use head::{Framing, HeadError, Parsed};
 
 /// A read asks for at least this much free room in the buffer (else the buffer is renewed).
 const MIN_READ: usize = 4 << 10;
+/// The most a body read asks for at once (see [`Wire::poll_fill_body`]): bounds a streaming
+/// response's buffer whatever its length.
+const BODY_READ_MAX: usize = 64 << 10;
 /// A request-head buffer grown past this by one large head is not kept for the next request.
 const KEEP_OUT: usize = 16 << 10;
 
@@ -78,8 +81,25 @@ impl Wire {
     /// Reads more into `buf`, renewing it when nearly full (the old allocation is reused once
     /// every `Bytes` split off it is gone).
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.poll_fill_body(cx, 0)
+    }
+
+    /// `poll_fill` for a body with `left` bytes still to come: a renewed buffer is sized for
+    /// them, up to [`BODY_READ_MAX`], so a 64 KiB answer takes one or two reads instead of
+    /// four or five of `buffer_size` (nginx reads a body into several buffers per call).
+    pub(crate) fn poll_fill_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        left: u64,
+    ) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < MIN_READ {
-            self.buf.reserve(self.max);
+            // Room beyond what is left: a read that fills the buffer exactly leaves the socket
+            // marked readable, and the next read (the next response's head) finds nothing.
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .saturating_add(MIN_READ);
+            self.buf
+                .reserve(want.clamp(self.max, BODY_READ_MAX.max(self.max)));
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
