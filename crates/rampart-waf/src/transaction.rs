@@ -1095,12 +1095,36 @@ impl Transaction {
                     .unwrap_or_else(|| arc(n.to_string().as_bytes()));
                 check(t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
+                if !link.multi_match && self.no_value_can_hit(t, link, &rejects) {
+                    continue;
+                }
                 self.visit_values(rule, link, t, &mut |k, v, vset| {
                     check(t, k, v, vset);
                     false
                 });
             }
         }
+    }
+
+    /// True when no value of a collection target can be a hit, judged from the bytes of
+    /// all its values: the link's transformations leave every value unchanged (none
+    /// has a trigger byte) and `rejects` (the operator needs bytes) holds for all of
+    /// them, as it does for their union. The walk would answer each value the same.
+    fn no_value_can_hit(
+        &self,
+        t: &Target,
+        link: &Link,
+        rejects: &impl Fn(&ByteSet) -> bool,
+    ) -> bool {
+        if !t.kind.is_collection() || t.kind == VarKind::Xml {
+            return false;
+        }
+        let (cols, names) = self.sources(t.kind);
+        let all = cols
+            .into_iter()
+            .flatten()
+            .fold(ByteSet::EMPTY, |u, c| u.union(c.bytes_of_all(names)));
+        link.triggers.is_some_and(|trig| !trig.intersects(&all)) && rejects(&all)
     }
 
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
