@@ -335,6 +335,10 @@ impl Collection {
     }
 
     pub fn clear(&mut self) {
+        // MATCHED_VARS is cleared before every rule and is mostly empty already.
+        if self.entries.is_empty() {
+            return;
+        }
         self.entries.clear();
         self.hashes.clear();
         if let Some(ix) = &mut self.index {

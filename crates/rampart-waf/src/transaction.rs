@@ -1084,7 +1084,7 @@ impl Transaction {
         for t in &link.targets.targets {
             if t.count {
                 let mut n = 0usize;
-                self.visit_values(rule, link, t, &mut |_, _, _| {
+                self.visit_values(rule, link, t, &|_| false, &mut |_, _, _| {
                     n += 1;
                     false
                 });
@@ -1095,10 +1095,15 @@ impl Transaction {
                     .unwrap_or_else(|| arc(n.to_string().as_bytes()));
                 check(t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
-                if !link.multi_match && self.no_value_can_hit(t, link, &rejects) {
-                    continue;
-                }
-                self.visit_values(rule, link, t, &mut |k, v, vset| {
+                // No value of a collection is a hit when the chain leaves every value
+                // unchanged (none has a trigger byte) and none has the bytes the
+                // operator needs: judged once from the bytes of all its values.
+                let none_can_hit = |all: &ByteSet| {
+                    !link.multi_match
+                        && link.triggers.is_some_and(|trig| !trig.intersects(all))
+                        && rejects(all)
+                };
+                self.visit_values(rule, link, t, &none_can_hit, &mut |k, v, vset| {
                     check(t, k, v, vset);
                     false
                 });
@@ -1106,34 +1111,24 @@ impl Transaction {
         }
     }
 
-    /// True when no value of a collection target can be a hit, judged from the bytes of
-    /// all its values: the link's transformations leave every value unchanged (none
-    /// has a trigger byte) and `rejects` (the operator needs bytes) holds for all of
-    /// them, as it does for their union. The walk would answer each value the same.
-    fn no_value_can_hit(
-        &self,
-        t: &Target,
-        link: &Link,
-        rejects: &impl Fn(&ByteSet) -> bool,
-    ) -> bool {
-        if !t.kind.is_collection() || t.kind == VarKind::Xml {
-            return false;
-        }
-        let (cols, names) = self.sources(t.kind);
-        let all = cols
-            .into_iter()
-            .flatten()
-            .fold(ByteSet::EMPTY, |u, c| u.union(c.bytes_of_all(names)));
-        link.triggers.is_some_and(|trig| !trig.intersects(&all)) && rejects(&all)
-    }
-
     /// Calls `f` with each value a target selects (key and value, in order) until it returns
     /// true; the one walk both the fast no-match check and `collect` use.
     ///
     /// Generic over the visitor (called per selected value with its key, the value and
     /// its bytes; true stops the walk) so the visitor is inlined into the walk.
-    fn visit_values<F>(&self, rule: &Rule, link: &Link, t: &Target, f: &mut F) -> bool
+    ///
+    /// `skip_all` sees a superset of the bytes of a collection's values (keys for
+    /// `*_NAMES`); true skips the collection (nothing in it can matter to `f`).
+    fn visit_values<P, F>(
+        &self,
+        rule: &Rule,
+        link: &Link,
+        t: &Target,
+        skip_all: &P,
+        f: &mut F,
+    ) -> bool
     where
+        P: Fn(&ByteSet) -> bool,
         F: FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool,
     {
         if t.kind == VarKind::Xml {
@@ -1149,6 +1144,13 @@ impl Transaction {
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
+            let all = cols
+                .into_iter()
+                .flatten()
+                .fold(ByteSet::EMPTY, |u, c| u.union(c.bytes_of_all(names)));
+            if skip_all(&all) {
+                return false;
+            }
             // Only consult exclusions when one could apply to this collection.
             let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
                 || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
