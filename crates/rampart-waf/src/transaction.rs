@@ -298,6 +298,14 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// An expanded `setvar` key as lowercased text: `lossy(&k).to_ascii_lowercase()`, but
+/// lowercased in place (ASCII only, so validity does not change) and without a copy
+/// when it is UTF-8.
+fn lower_key(mut k: Vec<u8>) -> String {
+    k.make_ascii_lowercase();
+    String::from_utf8(k).unwrap_or_else(|e| lossy(e.as_bytes()))
+}
+
 impl Transaction {
     pub(crate) fn new(rs: Arc<Inner>, mode: EngineMode) -> Transaction {
         let c = &rs.config;
@@ -1231,7 +1239,7 @@ impl Transaction {
         let key: Cow<'_, str> = match (&sv.proto, sv.key.as_static()) {
             (Some(p), _) => Cow::Borrowed(&*p.lkey),
             (None, Some(k)) => String::from_utf8_lossy(k),
-            (None, None) => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
+            (None, None) => Cow::Owned(lower_key(self.expand(&sv.key, rule))),
         };
         let key = key.as_ref();
         let value = match &sv.op {
@@ -1398,7 +1406,17 @@ impl Transaction {
     }
 
     pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {
-        let mut out = Vec::new();
+        // Room for the literal text and a short value or two: CRS's expansions
+        // (`header_name_920450_%{tx.0}`, `/%{tx.0}/`) then grow no more than once.
+        let lits: usize = m
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(l) => l.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(lits + 48);
         for p in &m.parts {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
@@ -1408,7 +1426,10 @@ impl Transaction {
                     }
                 }
                 Part::Rule(f) => match f.as_str() {
-                    "id" => out.extend_from_slice(rule.id.to_string().as_bytes()),
+                    "id" => {
+                        let mut digits = [0u8; 20];
+                        out.extend_from_slice(format_int(i64::from(rule.id), &mut digits));
+                    }
                     "severity" => {
                         if let Some(s) = rule.severity {
                             out.extend_from_slice(s.to_string().as_bytes());
@@ -1510,6 +1531,20 @@ fn truncate(s: &mut String, max: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lower_key_matches_lossy_lowercase() {
+        let alphabet: &[u8] = b"aZ_9.\xc3\xa9\xff\x80%{}";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            let k = crate::test_support::random_input(alphabet, &mut seed, 12, 5);
+            assert_eq!(
+                super::lower_key(k.clone()),
+                super::lossy(&k).to_ascii_lowercase(),
+                "{k:?}"
+            );
+        }
+    }
+
     #[test]
     fn format_int_matches_to_string() {
         for n in [0i64, 7, -7, 10, 99, -100, 1234567890, i64::MAX, i64::MIN] {
