@@ -965,9 +965,12 @@ impl Transaction {
         // run afterwards, in order (values are chosen before any effect runs, as
         // ModSecurity collects them before it evaluates).
         let mut hits = std::mem::take(&mut self.scratch_hits);
-        hits.clear();
         self.find_hits(rule, link, op, &param, &mut hits);
-        let any = !hits.is_empty();
+        if hits.is_empty() {
+            // Most links: nothing to drain (a `Drain` costs even when empty).
+            self.scratch_hits = hits;
+            return false;
+        }
         for h in hits.drain(..) {
             if link.capture {
                 for (i, c) in h.captures.iter().enumerate().take(10) {
@@ -984,7 +987,7 @@ impl Transaction {
             self.run_effects(rule, &link.effects);
         }
         self.scratch_hits = hits;
-        any
+        true
     }
 
     /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for a value of
