@@ -179,14 +179,20 @@ fn hir_needs(hir: &regex_syntax::hir::Hir) -> Vec<ByteSet> {
         HirKind::Alternation(subs) => {
             // A match matches some branch, so it holds a byte of that branch's most
             // selective set: the union of those sets is necessary.
-            let mut u = ByteSet::EMPTY;
+            // The same for each branch's second and third most selective set (its
+            // best one when it has fewer): every set of a branch is necessary for it.
+            let mut u = [ByteSet::EMPTY; NEEDS_MAX];
             for s in subs {
-                match hir_needs(s).into_iter().min_by_key(ByteSet::weight) {
-                    Some(best) => u = u.union(best),
-                    None => return Vec::new(),
+                let mut sets = hir_needs(s);
+                sets.sort_by_key(ByteSet::weight);
+                let Some(&best) = sets.first() else {
+                    return Vec::new();
+                };
+                for (k, set) in u.iter_mut().enumerate() {
+                    *set = set.union(sets.get(k).copied().unwrap_or(best));
                 }
             }
-            vec![u]
+            u.to_vec()
         }
     }
 }
@@ -261,6 +267,9 @@ mod tests {
             r"[^a-z]",
             r"\.\./",
             r"(?:%[0-9a-f]{2})+",
+            r"(?:lis|sol|tuz)\d",
+            r"(?i)(?:ab|cb|ac)(?:x|yz)",
+            r"(?:runtime|processbuilder|ls)",
         ];
         let alphabet: &[u8] = b"abcilnorstuxyz<>;$/{}.%0129 =\n\xff\x80SCRIPT";
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -281,6 +290,10 @@ mod tests {
             }
             for s in [
                 &b"<script>"[..],
+                b"sol1",
+                b"CBYZ",
+                b"java.lang.ProcessBuilder",
+                b"processbuilder",
                 b"union  select x",
                 b"abc",
                 b"ls",

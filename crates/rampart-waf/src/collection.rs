@@ -98,6 +98,11 @@ pub(crate) struct Collection {
     index: Option<KeyIndex>,
     /// Some key hash occurs more than once: `positions` scans instead of using `index`.
     dups: bool,
+    /// A superset of the bytes of every key and of every value (bits are only added,
+    /// until `clear`): when an operator needs bytes none of the values has, a rule
+    /// answers "no match" for the whole collection without visiting its entries.
+    keys_bytes: ByteSet,
+    values_bytes: ByteSet,
 }
 
 /// The indexes [`Collection::positions`] yields.
@@ -161,6 +166,8 @@ impl Collection {
 
     fn push(&mut self, e: Entry) {
         let h = e.khash;
+        self.keys_bytes = self.keys_bytes.union(e.kset);
+        self.values_bytes = self.values_bytes.union(e.vset);
         self.hashes.push(h);
         self.entries.push(e);
         match &mut self.index {
@@ -267,6 +274,7 @@ impl Collection {
         if *self.entries[pos].value != *value {
             self.entries[pos].value = shared.cloned().unwrap_or_else(|| value_arc(value));
             self.entries[pos].vset = ByteSet::of(value);
+            self.values_bytes = self.values_bytes.union(self.entries[pos].vset);
         }
         // Later entries under the same key: only possible when some hash repeats
         // (the index, when present, knows none does).
@@ -313,17 +321,32 @@ impl Collection {
         &self.entries
     }
 
+    /// A superset of the bytes of every key (`names`) or of every value.
+    pub fn bytes_of_all(&self, names: bool) -> ByteSet {
+        if names {
+            self.keys_bytes
+        } else {
+            self.values_bytes
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn clear(&mut self) {
+        // MATCHED_VARS is cleared before every rule and is mostly empty already.
+        if self.entries.is_empty() {
+            return;
+        }
         self.entries.clear();
         self.hashes.clear();
         if let Some(ix) = &mut self.index {
             ix.clear();
         }
         self.dups = false;
+        self.keys_bytes = ByteSet::EMPTY;
+        self.values_bytes = ByteSet::EMPTY;
     }
 }
 
@@ -331,8 +354,9 @@ impl Collection {
 mod tests {
     use super::*;
 
-    /// The key-hash index gives the same answers as a scan, through adds (duplicate
-    /// keys included), sets, removals and clears, below and above `INDEX_MIN`.
+    /// The key-hash index gives the same answers as a scan, and the byte unions cover
+    /// every key and value, through adds (duplicate keys included), sets, removals and
+    /// clears, below and above `INDEX_MIN`.
     #[test]
     fn index_agrees_with_a_scan() {
         let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -356,7 +380,7 @@ mod tests {
             let mut c = Collection::new();
             for _ in 0..400 {
                 let k = &keys[(next() % keys.len() as u64) as usize];
-                let v = (next() % 5).to_string();
+                let v = ["1", "x%", "<a>", "", "O'B"][(next() % 5) as usize];
                 match next() % 10 {
                     0..=3 => c.set(k, v.as_bytes()),
                     4..=6 if round % 2 == 0 => c.add(k, v.as_bytes()),
@@ -366,6 +390,13 @@ mod tests {
                     _ => {}
                 }
                 indexed += usize::from(c.index.is_some() && c.len() >= INDEX_MIN);
+                // The byte unions cover every key and value.
+                for e in c.entries() {
+                    assert_eq!(e.kset, ByteSet::of(e.key.as_bytes()));
+                    assert_eq!(e.vset, ByteSet::of(&e.value));
+                    assert!(e.kset.is_subset(&c.bytes_of_all(true)), "{}", e.key);
+                    assert!(e.vset.is_subset(&c.bytes_of_all(false)), "{}", e.key);
+                }
                 for k in &keys {
                     let h = key_hash(k);
                     let scan: Vec<usize> = c

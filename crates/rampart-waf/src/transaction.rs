@@ -298,6 +298,14 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// An expanded `setvar` key as lowercased text: `lossy(&k).to_ascii_lowercase()`, but
+/// lowercased in place (ASCII only, so validity does not change) and without a copy
+/// when it is UTF-8.
+fn lower_key(mut k: Vec<u8>) -> String {
+    k.make_ascii_lowercase();
+    String::from_utf8(k).unwrap_or_else(|e| lossy(e.as_bytes()))
+}
+
 impl Transaction {
     pub(crate) fn new(rs: Arc<Inner>, mode: EngineMode) -> Transaction {
         let c = &rs.config;
@@ -957,9 +965,12 @@ impl Transaction {
         // run afterwards, in order (values are chosen before any effect runs, as
         // ModSecurity collects them before it evaluates).
         let mut hits = std::mem::take(&mut self.scratch_hits);
-        hits.clear();
         self.find_hits(rule, link, op, &param, &mut hits);
-        let any = !hits.is_empty();
+        if hits.is_empty() {
+            // Most links: nothing to drain (a `Drain` costs even when empty).
+            self.scratch_hits = hits;
+            return false;
+        }
         for h in hits.drain(..) {
             if link.capture {
                 for (i, c) in h.captures.iter().enumerate().take(10) {
@@ -976,7 +987,7 @@ impl Transaction {
             self.run_effects(rule, &link.effects);
         }
         self.scratch_hits = hits;
-        any
+        true
     }
 
     /// The MATCHED_VARS entry (name `ARGS:id`, lowercased, hashed) for a value of
@@ -1084,7 +1095,7 @@ impl Transaction {
         for t in &link.targets.targets {
             if t.count {
                 let mut n = 0usize;
-                self.visit_values(rule, link, t, &mut |_, _, _| {
+                self.visit_values(rule, link, t, &|_| false, &mut |_, _, _| {
                     n += 1;
                     false
                 });
@@ -1095,7 +1106,15 @@ impl Transaction {
                     .unwrap_or_else(|| arc(n.to_string().as_bytes()));
                 check(t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
-                self.visit_values(rule, link, t, &mut |k, v, vset| {
+                // No value of a collection is a hit when the chain leaves every value
+                // unchanged (none has a trigger byte) and none has the bytes the
+                // operator needs: judged once from the bytes of all its values.
+                let none_can_hit = |all: &ByteSet| {
+                    !link.multi_match
+                        && link.triggers.is_some_and(|trig| !trig.intersects(all))
+                        && rejects(all)
+                };
+                self.visit_values(rule, link, t, &none_can_hit, &mut |k, v, vset| {
                     check(t, k, v, vset);
                     false
                 });
@@ -1108,8 +1127,19 @@ impl Transaction {
     ///
     /// Generic over the visitor (called per selected value with its key, the value and
     /// its bytes; true stops the walk) so the visitor is inlined into the walk.
-    fn visit_values<F>(&self, rule: &Rule, link: &Link, t: &Target, f: &mut F) -> bool
+    ///
+    /// `skip_all` sees a superset of the bytes of a collection's values (keys for
+    /// `*_NAMES`); true skips the collection (nothing in it can matter to `f`).
+    fn visit_values<P, F>(
+        &self,
+        rule: &Rule,
+        link: &Link,
+        t: &Target,
+        skip_all: &P,
+        f: &mut F,
+    ) -> bool
     where
+        P: Fn(&ByteSet) -> bool,
         F: FnMut(ValKey<'_>, &Arc<[u8]>, &ByteSet) -> bool,
     {
         if t.kind == VarKind::Xml {
@@ -1125,6 +1155,13 @@ impl Transaction {
             }
         } else if t.kind.is_collection() {
             let (cols, names) = self.sources(t.kind);
+            let all = cols
+                .into_iter()
+                .flatten()
+                .fold(ByteSet::EMPTY, |u, c| u.union(c.bytes_of_all(names)));
+            if skip_all(&all) {
+                return false;
+            }
             // Only consult exclusions when one could apply to this collection.
             let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
                 || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
@@ -1205,7 +1242,7 @@ impl Transaction {
         let key: Cow<'_, str> = match (&sv.proto, sv.key.as_static()) {
             (Some(p), _) => Cow::Borrowed(&*p.lkey),
             (None, Some(k)) => String::from_utf8_lossy(k),
-            (None, None) => Cow::Owned(lossy(&self.expand(&sv.key, rule)).to_ascii_lowercase()),
+            (None, None) => Cow::Owned(lower_key(self.expand(&sv.key, rule))),
         };
         let key = key.as_ref();
         let value = match &sv.op {
@@ -1372,7 +1409,17 @@ impl Transaction {
     }
 
     pub(crate) fn expand(&self, m: &MacroStr, rule: &Rule) -> Vec<u8> {
-        let mut out = Vec::new();
+        // Room for the literal text and a short value or two: CRS's expansions
+        // (`header_name_920450_%{tx.0}`, `/%{tx.0}/`) then grow no more than once.
+        let lits: usize = m
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(l) => l.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(lits + 48);
         for p in &m.parts {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
@@ -1382,7 +1429,10 @@ impl Transaction {
                     }
                 }
                 Part::Rule(f) => match f.as_str() {
-                    "id" => out.extend_from_slice(rule.id.to_string().as_bytes()),
+                    "id" => {
+                        let mut digits = [0u8; 20];
+                        out.extend_from_slice(format_int(i64::from(rule.id), &mut digits));
+                    }
                     "severity" => {
                         if let Some(s) = rule.severity {
                             out.extend_from_slice(s.to_string().as_bytes());
@@ -1484,6 +1534,20 @@ fn truncate(s: &mut String, max: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lower_key_matches_lossy_lowercase() {
+        let alphabet: &[u8] = b"aZ_9.\xc3\xa9\xff\x80%{}";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            let k = crate::test_support::random_input(alphabet, &mut seed, 12, 5);
+            assert_eq!(
+                super::lower_key(k.clone()),
+                super::lossy(&k).to_ascii_lowercase(),
+                "{k:?}"
+            );
+        }
+    }
+
     #[test]
     fn format_int_matches_to_string() {
         for n in [0i64, 7, -7, 10, 99, -100, 1234567890, i64::MAX, i64::MIN] {

@@ -111,7 +111,10 @@ impl OperatorSpec {
                 CompiledRegex::compile(param, env.backtrack_limit()).map_err(OpError::Invalid)?,
             ),
             "detectsqli" => Operator::DetectSqli,
-            "detectxss" => Operator::DetectXss,
+            "detectxss" => {
+                needs = detect_xss::needs();
+                Operator::DetectXss
+            }
             "validatebyterange" => {
                 let t = validate_byte_range::parse(param).map_err(OpError::Invalid)?;
                 let mut allowed = ByteSet::EMPTY;
