@@ -839,7 +839,7 @@ async fn forward_source(
                     ));
                 };
                 // The first attempt takes the prepared head; a retry builds it again (cheaper
-                // than cloning a header map on every request for the rare retry).
+                // than cloning the field list on every request for the rare retry).
                 let h = match first_head.take() {
                     Some(h) => h,
                     None => upstream_head(s, parts, x, upgrade)?,
