@@ -1059,7 +1059,10 @@ impl Transaction {
                 test(v, vset);
                 let mut cur: Arc<[u8]> = v.clone();
                 let mut cur_set = *vset;
-                for (t, trig) in link.transforms.iter().zip(&link.stage_triggers) {
+                // Indexed, not zipped: a missing trigger set means "may change", never
+                // a skipped transformation.
+                for (k, t) in link.transforms.iter().enumerate() {
+                    let trig = link.stage_triggers.get(k).copied().flatten();
                     if trig.is_some_and(|trig| !trig.intersects(&cur_set)) {
                         continue; // leaves the value as it is
                     }

@@ -255,14 +255,17 @@ impl<'a> Parser<'a> {
         let tprefix: Vec<(u32, bool)> = (1..=transforms.len())
             .map(|k| (self.intern(&transforms[..k]), false))
             .collect();
+        // Both computed here, with the chain, so no link is ever seen without them.
+        let triggers = Transform::chain_trigger_bytes(&transforms);
+        let stage_triggers = transforms.iter().map(|t| t.trigger_bytes()).collect();
         let link = Link {
             targets,
             op,
             transforms,
             tchain,
             tprefix,
-            triggers: None,
-            stage_triggers: Vec::new(),
+            triggers,
+            stage_triggers,
             multi_match: pa.multi_match,
             capture: pa.capture,
             effects: std::mem::take(&mut pa.effects),
@@ -383,6 +386,9 @@ impl<'a> Parser<'a> {
             if let Some(first) = rule.links.first_mut() {
                 first.effects.extend(pa.effects.iter().cloned());
                 if let Some((t, chain, prefix)) = interned {
+                    // New transformations, new trigger sets (kept in step with them).
+                    first.triggers = Transform::chain_trigger_bytes(&t);
+                    first.stage_triggers = t.iter().map(|x| x.trigger_bytes()).collect();
                     first.transforms = t;
                     first.tchain = chain;
                     first.tprefix = prefix;
@@ -461,8 +467,6 @@ impl<'a> Parser<'a> {
             }
         }
         for l in self.rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
-            l.triggers = Transform::chain_trigger_bytes(&l.transforms);
-            l.stage_triggers = l.transforms.iter().map(|t| t.trigger_bytes()).collect();
             for p in &mut l.tprefix {
                 p.1 = users.get(&p.0).is_some_and(|s| s.len() > 1);
             }
@@ -495,5 +499,38 @@ impl<'a> Parser<'a> {
             default_status,
         };
         Ok((RuleSet::from_inner(inner), self.report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Parser;
+    use crate::ruleset::MemoryLoader;
+
+    /// A link carries its trigger sets from the moment it is built (before `finish`), one
+    /// per transformation, so the multiMatch walk can never skip a transformation for
+    /// want of one.
+    #[test]
+    fn links_have_stage_triggers_when_built() {
+        let conf = "SecRule ARGS \"@rx a\" \"id:1,phase:2,pass,t:lowercase,t:urlDecode,multiMatch,chain\"\n\
+                    SecRule ARGS_NAMES \"@rx b\" \"t:removeNulls,t:trim\"\n\
+                    SecRule ARGS \"@rx c\" \"id:2,phase:2,pass,t:none,t:htmlEntityDecode,chain\"\n";
+        let loader = MemoryLoader::new().with("a.conf", conf);
+        let mut p = Parser::new(&loader);
+        if let Err(e) = p.include("a.conf", None, 0) {
+            panic!("load: {e}");
+        }
+        let links: Vec<_> = p
+            .rules
+            .iter()
+            .chain(p.pending.iter())
+            .flat_map(|r| r.links.iter())
+            .collect();
+        assert_eq!(links.len(), 3);
+        for l in links {
+            assert!(!l.transforms.is_empty());
+            let want: Vec<_> = l.transforms.iter().map(|t| t.trigger_bytes()).collect();
+            assert_eq!(l.stage_triggers, want);
+        }
     }
 }
