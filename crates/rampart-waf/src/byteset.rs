@@ -278,7 +278,6 @@ mod tests {
             let Ok(re) = re else { continue };
             let needs = regex_needs(p, false);
             for _ in 0..3000 {
-                // Shifts stay below 60 bits: inputs are at most 13 bytes of 4-bit steps.
                 let input = crate::test_support::random_input(alphabet, &mut seed, 14, 4);
                 if re.is_match(&input) {
                     assert!(

@@ -4,10 +4,7 @@
 /// the same sequence every run): at most `max_len - 1` bytes, byte `i` picked by the state
 /// shifted `i * step` bits (modulo 64).
 pub(crate) fn random_input(alphabet: &[u8], seed: &mut u64, max_len: u64, step: usize) -> Vec<u8> {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    let s = *seed;
+    let s = xorshift(seed);
     if max_len == 0 || alphabet.is_empty() {
         return Vec::new(); // nothing to pick: no length below 0, no byte from no alphabet
     }
@@ -17,6 +14,15 @@ pub(crate) fn random_input(alphabet: &[u8], seed: &mut u64, max_len: u64, step: 
     (0..n)
         .map(|i| alphabet[((s >> (i.wrapping_mul(step) % 64)) as usize) % alphabet.len()])
         .collect()
+}
+
+/// The next state of xorshift64 (Marsaglia's 13/7/17), returned: a reproducible random stream
+/// for tests that pick from their own tables.
+pub(crate) fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
 }
 
 #[cfg(test)]

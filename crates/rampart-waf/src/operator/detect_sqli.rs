@@ -113,12 +113,7 @@ mod tests {
             b"q", b"u", b"_", b"from",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = move || crate::test_support::xorshift(&mut seed);
         let mut fast = 0;
         for _ in 0..100_000 {
             let n = 1 + next() % 8;

@@ -61,12 +61,7 @@ mod tests {
             b"x",
         ];
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = move || crate::test_support::xorshift(&mut seed);
         let mut detected_with = 0;
         for _ in 0..100_000 {
             let n = next() % 8;
