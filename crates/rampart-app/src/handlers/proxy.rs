@@ -679,12 +679,10 @@ pub async fn forward(
     }
 
     // A small body that came with its head goes upstream with it in one write (and can be
-    // replayed on a retry), as if buffered.
+    // replayed on a retry), as if buffered. Its `Content-Length` already passed the route's
+    // `max_body_size` (pipeline::access).
     let body = match body {
         BodyIn::Stream(mut b) => match b.take_whole() {
-            Some(whole) if whole.len() as u64 > s.max_body => {
-                return Err((StatusCode::PAYLOAD_TOO_LARGE, None));
-            }
             Some(whole) => BodyIn::Buffered(whole),
             None => BodyIn::Stream(b),
         },
