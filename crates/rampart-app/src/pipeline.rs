@@ -129,11 +129,15 @@ pub async fn handle(
     let mut body = Some(body);
     let mut inspected: Option<Bytes> = None;
     if let Some(policy) = &route.waf {
-        let mut tx = policy.rules.transaction();
+        // Boxed from the start: a transaction is ~2 KiB, and held inline across the await
+        // below it would be part of this future's every state (copied per request).
+        let w = held
+            .waf
+            .insert(Box::new((policy.clone(), policy.rules.transaction())));
         let verdict = rampart_server::boxed(|| {
             crate::waf::request(
                 policy,
-                &mut tx,
+                &mut w.1,
                 &parts,
                 raw.as_ref(),
                 &mut body,
@@ -142,7 +146,6 @@ pub async fn handle(
             )
         })
         .await;
-        held.waf = Some(Box::new((policy.clone(), tx)));
         match verdict {
             Ok(crate::waf::Verdict::Pass(b)) => inspected = b,
             Ok(crate::waf::Verdict::Block(resp)) => {
