@@ -60,8 +60,7 @@ impl RetryBudget {
     }
 
     /// Counts a first attempt.
-    pub fn on_request(&self) {
-        let now = Instant::now();
+    pub fn on_request(&self, now: Instant) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         Self::rotate(&mut c, now);
         c.requests += 1;
@@ -91,7 +90,7 @@ mod tests {
     fn budget_bounds_retries() {
         let b = RetryBudget::new(20, 0);
         for _ in 0..100 {
-            b.on_request();
+            b.on_request(Instant::now());
         }
         let granted = (0..100).filter(|_| b.try_retry()).count();
         assert_eq!(granted, 20);

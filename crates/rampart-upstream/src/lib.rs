@@ -264,8 +264,10 @@ impl Upstream {
     }
 
     /// Picks a server for a request, or `None` when none is usable.
-    pub fn select(&self, pick: &Pick<'_>) -> Option<Arc<Peer>> {
-        let now = Instant::now();
+    ///
+    /// `now` is the caller's clock reading for this attempt (one read serves the whole
+    /// attempt: selection, breaker, budget and the head-time sample).
+    pub fn select(&self, pick: &Pick<'_>, now: Instant) -> Option<Arc<Peer>> {
         if let Some(p) = pick.prefer.and_then(|i| self.peers.get(i)) {
             if !pick.exclude.contains(&p.index) && p.usable(now) {
                 return Some(p.clone());

@@ -313,15 +313,16 @@ impl Peer {
     }
 
     /// Marks a request sent here; the guard ends it.
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub fn start(self: &Arc<Self>, now: Instant) -> InFlight {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.breaker.on_chosen(Instant::now());
+        self.breaker.on_chosen(now);
         InFlight(self.clone())
     }
 
     /// Records a success (for the breaker) and the response-head latency.
-    pub fn record_success(&self, head_time: Duration) {
+    /// `now` is when the head arrived.
+    pub fn record_success(&self, head_time: Duration, now: Instant) {
         let sample = head_time.as_micros().min(u128::from(u32::MAX)) as u64;
         let old = self.ewma_us.load(Ordering::Relaxed);
         // EWMA with α = 1/4: fast enough to follow a slowing server within a few requests.
@@ -331,7 +332,7 @@ impl Peer {
             (old * 3 + sample) / 4
         };
         self.ewma_us.store(new.max(1), Ordering::Relaxed);
-        if self.breaker.on_success(Instant::now()) == Transition::Closed {
+        if self.breaker.on_success(now) == Transition::Closed {
             self.mark_recovered();
             tracing::info!(server = %self.label, "upstream server recovered (breaker closed)");
         }
@@ -422,13 +423,13 @@ impl Peer {
 
     /// A connection: an idle pooled one that is still good, else a new one. For an HTTP/2
     /// server, the shared connection (opened on first use, again when it dies).
-    pub async fn checkout(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+    /// `now` (the attempt's clock reading) ages the idle connections.
+    pub async fn checkout(self: &Arc<Self>, now: Instant) -> Result<Conn, UpstreamError> {
         // The rare paths (HTTP/2, a new connection) are boxed: their futures (connect, DNS,
         // handshakes) would otherwise size every request's future.
         if self.settings.protocol == Protocol::H2c {
             return Box::pin(self.checkout_h2()).await;
         }
-        let now = Instant::now();
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(Idle { mut conn, since }) = idle else {
