@@ -27,7 +27,9 @@ pub use request_body::RequestBody;
 /// request). Not inlined, so the temporary cannot land back in the caller.
 #[inline(never)]
 pub fn boxed<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
-    Box::pin(make())
+    // Allocated first and written in place: `Box::pin(make())` builds the future on the stack
+    // and copies all of it (kilobytes, though a new future holds only its arguments).
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// Per-connection limits and timeouts.
