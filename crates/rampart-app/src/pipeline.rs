@@ -263,14 +263,8 @@ async fn tunnel(
             return finish_held(snap, Some(site), Some(route), x, r, held);
         }
     };
-    let (resp, mut log) = stamp(
-        snap,
-        Some(site),
-        Some(route),
-        x,
-        Response::new(Body::Empty),
-        held,
-    );
+    let mut resp = Response::new(Body::Empty);
+    let mut log = stamp(snap, Some(site), Some(route), x, &mut resp, held);
     let idle = f.idle_timeout;
     tokio::spawn(async move {
         match client.await {
@@ -742,10 +736,10 @@ fn finish_held(
     site: Option<&Arc<Site>>,
     route: Option<&Arc<Route>>,
     x: Exchange,
-    resp: Response<Body>,
+    mut resp: Response<Body>,
     held: Held,
 ) -> Response<Body> {
-    let (resp, log) = stamp(snap, site, route, x, resp, held);
+    let log = stamp(snap, site, route, x, &mut resp, held);
     match resp.body() {
         Body::Stream(_) => resp.map(|b| {
             Body::stream(LoggedBody {
@@ -769,30 +763,30 @@ fn finish_held(
 }
 
 /// Adds the headers every response carries; returns what its log line needs, to be written
-/// when the response (or the tunnel) is done.
+/// when the response (or the tunnel) is done. The response is borrowed, not passed through:
+/// each move of it is a copy.
 fn stamp(
     snap: &Snapshot,
     site: Option<&Arc<Site>>,
     route: Option<&Arc<Route>>,
     x: Exchange,
-    mut resp: Response<Body>,
+    resp: &mut Response<Body>,
     held: Held,
-) -> (Response<Body>, LogAt) {
+) -> LogAt {
     let h = resp.headers_mut();
     if let Some(s) = &snap.server_header {
         h.insert(header::SERVER, s.clone());
     }
     h.insert(reqid::HEADER_NAME, x.request_id.clone());
     let status = resp.status().as_u16();
-    let log = LogAt {
+    LogAt {
         site: site.cloned(),
         route: route.cloned(),
         unrouted: snap.unrouted.clone(),
         x,
         status,
         held,
-    };
-    (resp, log)
+    }
 }
 
 /// Everything needed to log a request once its body is done.
