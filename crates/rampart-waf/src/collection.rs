@@ -312,6 +312,11 @@ impl Collection {
             .map(|p| &self.entries[p].value)
     }
 
+    /// `get` for a key whose [`key_hash`] is `h` (macro keys hash at load).
+    pub fn get_hashed(&self, key: &str, h: u64) -> Option<&Arc<[u8]>> {
+        self.position(key, h).map(|p| &self.entries[p].value)
+    }
+
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
         let h = key_hash(key);
         self.position(key, h).map(|p| &self.entries[p].value)

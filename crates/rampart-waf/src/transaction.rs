@@ -7,7 +7,7 @@ use crate::audit::{MatchedRule, Severity};
 use crate::body;
 use crate::byteset::ByteSet;
 use crate::collection::Collection;
-use crate::macros::{MacroStr, Part};
+use crate::macros::{MacroKey, MacroStr, Part};
 use crate::operator::numeric::atoi;
 use crate::operator::OperatorSpec;
 use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
@@ -1372,18 +1372,18 @@ impl Transaction {
     }
 
     /// First value of a variable for macro expansion.
-    fn first_value(&self, kind: VarKind, key: Option<&str>) -> Option<Arc<[u8]>> {
+    fn first_value(&self, kind: VarKind, key: Option<&MacroKey>) -> Option<Arc<[u8]>> {
         match kind {
             VarKind::MatchedVar => return Some(self.matched_var.clone()),
             VarKind::MatchedVarName => return Some(arc(self.matched_var_name.as_bytes())),
-            VarKind::Tx => return key.and_then(|k| self.tx.get(k).cloned()),
+            VarKind::Tx => return key.and_then(|k| self.tx.get_hashed(&k.text, k.hash).cloned()),
             _ => {}
         }
         if kind.is_collection() && kind != VarKind::Xml {
             let (cols, names) = self.sources(kind);
             for c in cols.into_iter().flatten() {
                 for e in c.entries() {
-                    if key.is_none_or_eq(&e.lkey) {
+                    if key.is_none_or(|k| e.khash == k.hash && *e.lkey == *k.text) {
                         return Some(if names {
                             e.kbytes.clone()
                         } else {
@@ -1403,7 +1403,7 @@ impl Transaction {
         match m.parts.as_slice() {
             [] => Expanded::Static(b""),
             [Part::Lit(l)] => Expanded::Static(l),
-            [Part::Var(k, key)] => match self.first_value(*k, key.as_deref()) {
+            [Part::Var(k, key)] => match self.first_value(*k, key.as_ref()) {
                 Some(v) => Expanded::Shared(v),
                 None => Expanded::Static(b""),
             },
@@ -1427,7 +1427,7 @@ impl Transaction {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
                 Part::Var(k, key) => {
-                    if let Some(v) = self.first_value(*k, key.as_deref()) {
+                    if let Some(v) = self.first_value(*k, key.as_ref()) {
                         out.extend_from_slice(&v);
                     }
                 }
@@ -1490,19 +1490,6 @@ fn format_int(n: i64, buf: &mut [u8; 20]) -> &[u8] {
         buf[i] = b'-';
     }
     &buf[i..]
-}
-
-trait KeyEq {
-    fn is_none_or_eq(&self, k: &str) -> bool;
-}
-
-impl KeyEq for Option<&str> {
-    fn is_none_or_eq(&self, k: &str) -> bool {
-        match self {
-            None => true,
-            Some(x) => *x == k,
-        }
-    }
 }
 
 fn percent_decode(b: &[u8]) -> Vec<u8> {
