@@ -258,6 +258,20 @@ impl Collection {
         });
     }
 
+    /// [`Collection::push_keyed`] for a value whose bytes are known: `set` must hold
+    /// every byte of `value` (MATCHED_VARS takes the set the rule's walk computed).
+    pub fn push_keyed_set(&mut self, proto: &Entry, value: Arc<[u8]>, set: ByteSet) {
+        self.push(Entry {
+            key: proto.key.clone(),
+            lkey: proto.lkey.clone(),
+            khash: proto.khash,
+            kbytes: proto.kbytes.clone(),
+            value,
+            kset: proto.kset,
+            vset: set,
+        });
+    }
+
     /// Replaces every value under `key` with one value (TX semantics).
     pub fn set(&mut self, key: &str, value: &[u8]) {
         if !self.replace(key, key_hash(key), value, None) {

@@ -67,10 +67,13 @@ struct Hit {
     key: Option<Arc<str>>,
     /// `&VAR` count.
     count: bool,
-    /// The MATCHED_VARS entry when the target fixes it (see `Target::name`).
-    name: Option<crate::collection::Entry>,
-    /// The transformed value that matched.
+    /// Index of the target in the link's list: its `Target::name`, when set, is the
+    /// MATCHED_VARS entry (borrowed from the rule, not cloned per hit).
+    target: usize,
+    /// The transformed value that matched, and a superset of its bytes (the set the
+    /// walk already had: MATCHED_VARS does not compute it again).
     value: Arc<[u8]>,
+    set: ByteSet,
     captures: Vec<Vec<u8>>,
 }
 
@@ -977,12 +980,22 @@ impl Transaction {
                     self.tx.set(DIGITS[i], c);
                 }
             }
-            let entry = match h.name {
-                Some(e) => e,
-                None => self.name_entry(h.kind, &h.key, h.count),
-            };
-            self.matched_var_name = entry.key.clone();
-            self.matched_vars.push_keyed(&entry, h.value.clone());
+            match link
+                .targets
+                .targets
+                .get(h.target)
+                .and_then(|t| t.name.as_ref())
+            {
+                Some(e) => {
+                    self.matched_var_name = e.key.clone();
+                    self.matched_vars.push_keyed_set(e, h.value.clone(), h.set);
+                }
+                None => {
+                    let e = self.name_entry(h.kind, &h.key, h.count);
+                    self.matched_var_name = e.key.clone();
+                    self.matched_vars.push_keyed_set(&e, h.value.clone(), h.set);
+                }
+            }
             self.matched_var = h.value;
             self.run_effects(rule, &link.effects);
         }
@@ -1033,7 +1046,7 @@ impl Transaction {
         let (cache, cache_bytes) = &mut *guard;
         // `eval_with` answers "no match" for these without a search: skip the call.
         let rejects = |set: &ByteSet| !op.negated && !op.needs.may_hold(set);
-        let mut check = |t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
+        let mut check = |ti: usize, t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
             // The hit's key, built only on a hit whose name the target does not fix.
             let key = || match k {
                 _ if t.name.is_some() => None,
@@ -1048,8 +1061,9 @@ impl Transaction {
                         kind: t.kind,
                         key: key(),
                         count: t.count,
-                        name: t.name.clone(),
+                        target: ti,
                         value: tv.clone(),
+                        set: *set,
                         captures: r.map(|m| m.captures).unwrap_or_default(),
                     });
                 }
@@ -1095,7 +1109,7 @@ impl Transaction {
                 }
             }
         };
-        for t in &link.targets.targets {
+        for (ti, t) in link.targets.targets.iter().enumerate() {
             if t.count {
                 let mut n = 0usize;
                 self.visit_values(rule, link, t, &|_| false, &mut |_, _, _| {
@@ -1107,7 +1121,7 @@ impl Transaction {
                     .ok()
                     .and_then(crate::collection::small_int)
                     .unwrap_or_else(|| arc(n.to_string().as_bytes()));
-                check(t, ValKey::None, &v, &ByteSet::of(&v));
+                check(ti, t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
                 // No value of a collection is a hit when the chain leaves every value
                 // unchanged (none has a trigger byte) and none has the bytes the
@@ -1118,7 +1132,7 @@ impl Transaction {
                         && rejects(all)
                 };
                 self.visit_values(rule, link, t, &none_can_hit, &mut |k, v, vset| {
-                    check(t, k, v, vset);
+                    check(ti, t, k, v, vset);
                     false
                 });
             }
