@@ -856,20 +856,17 @@ impl Transaction {
 
     fn eval_phase(&mut self, phase: Phase) {
         let rs = self.rs.clone();
-        let mut skip_after: Option<&str> = None;
+        let list = &rs.phases[phase.number() as usize];
+        let jumps = &rs.skip_to[phase.number() as usize];
         let mut skip = 0u32;
-        for &idx in &rs.phases[phase.number() as usize] {
+        let mut p = 0;
+        while let Some(&idx) = list.get(p) {
+            p += 1;
             if self.mode == EngineMode::Off {
                 return;
             }
             let rule = &rs.rules[idx];
-            if let Some(m) = &rule.marker {
-                if skip_after == Some(m.as_str()) {
-                    skip_after = None;
-                }
-                continue;
-            }
-            if skip_after.is_some() {
+            if rule.marker.is_some() {
                 continue;
             }
             if skip > 0 {
@@ -884,8 +881,10 @@ impl Transaction {
                 if self.interruption.is_some() || self.allow_until >= phase.number() {
                     return;
                 }
-                if let Some(m) = &rule.skip_after {
-                    skip_after = Some(m.as_str());
+                if rule.skip_after.is_some() {
+                    // To the marker (passed over next) or past the end: the rules
+                    // between are skipped, markers of other names included.
+                    p = jumps.get(p - 1).copied().unwrap_or(list.len());
                 }
                 skip = rule.skip;
             }
