@@ -20,6 +20,8 @@ impl ByteSet {
     pub const EMPTY: ByteSet = ByteSet([0; 4]);
     /// Every byte.
     pub const FULL: ByteSet = ByteSet([u64::MAX; 4]);
+    /// `A`-`Z` (bits 65-90): whether a key needs lowercasing, from its set.
+    pub const UPPER: ByteSet = ByteSet([0, 0x07ff_fffe, 0, 0]);
 
     /// The bytes `s` contains.
     pub fn of(s: &[u8]) -> ByteSet {

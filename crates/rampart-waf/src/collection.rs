@@ -33,6 +33,15 @@ pub(crate) fn key_hash(k: &str) -> u64 {
     h
 }
 
+/// [`key_hash`] of a key known to have no ASCII capital (no lowercasing per byte).
+fn key_hash_of_lower(k: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k.as_bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
 /// One shared empty value (an `Arc<[u8]>` of length 0 still allocates its counts).
 pub(crate) fn empty_value() -> Arc<[u8]> {
     static EMPTY: std::sync::LazyLock<Arc<[u8]>> = std::sync::LazyLock::new(|| Arc::from(&[][..]));
@@ -219,7 +228,10 @@ impl Collection {
     }
 
     fn entry(key: Arc<str>, value: Arc<[u8]>) -> Entry {
-        let lkey: Arc<str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        // The key's byte set tells whether it has a capital (no separate scan), and the
+        // hash is taken over the lowercased key (no lowercasing per byte).
+        let kset = ByteSet::of(key.as_bytes());
+        let lkey: Arc<str> = if kset.intersects(&ByteSet::UPPER) {
             // Lowercased in its own allocation (no intermediate `String`).
             let mut l: Arc<str> = Arc::from(&*key);
             match Arc::get_mut(&mut l) {
@@ -231,9 +243,9 @@ impl Collection {
             key.clone()
         };
         Entry {
-            khash: key_hash(&key),
+            khash: key_hash_of_lower(&lkey),
             kbytes: Arc::<[u8]>::from(key.clone()),
-            kset: ByteSet::of(key.as_bytes()),
+            kset,
             vset: ByteSet::of(&value),
             key,
             lkey,
@@ -255,6 +267,20 @@ impl Collection {
             vset: ByteSet::of(&value),
             value,
             ..proto.clone()
+        });
+    }
+
+    /// [`Collection::push_keyed`] for a value whose bytes are known: `set` must hold
+    /// every byte of `value` (MATCHED_VARS takes the set the rule's walk computed).
+    pub fn push_keyed_set(&mut self, proto: &Entry, value: Arc<[u8]>, set: ByteSet) {
+        self.push(Entry {
+            key: proto.key.clone(),
+            lkey: proto.lkey.clone(),
+            khash: proto.khash,
+            kbytes: proto.kbytes.clone(),
+            value,
+            kset: proto.kset,
+            vset: set,
         });
     }
 
@@ -312,6 +338,11 @@ impl Collection {
             .map(|p| &self.entries[p].value)
     }
 
+    /// `get` for a key whose [`key_hash`] is `h` (macro keys hash at load).
+    pub fn get_hashed(&self, key: &str, h: u64) -> Option<&Arc<[u8]>> {
+        self.position(key, h).map(|p| &self.entries[p].value)
+    }
+
     pub fn get(&self, key: &str) -> Option<&Arc<[u8]>> {
         let h = key_hash(key);
         self.position(key, h).map(|p| &self.entries[p].value)
@@ -353,6 +384,24 @@ impl Collection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries get the hash and lowercased key the slow path gives, for keys with and
+    /// without capitals and non-ASCII bytes; `UPPER` is `A`-`Z`.
+    #[test]
+    fn entry_key_fields_match_the_slow_path() {
+        assert_eq!(ByteSet::UPPER, ByteSet::range(b'A', b'Z'));
+        let alphabet = "aZb_-9.Ké\u{ff}MzA@[`{".as_bytes();
+        let mut seed: u64 = 0x853c_49e6_748f_ea9b;
+        for _ in 0..5000 {
+            let k = crate::test_support::random_input(alphabet, &mut seed, 16, 5);
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let e = Collection::keyed(Arc::from(k.as_str()));
+            assert_eq!(e.khash, key_hash(&k), "{k:?}");
+            assert_eq!(&*e.lkey, k.to_ascii_lowercase(), "{k:?}");
+            assert_eq!(&*e.key, k, "{k:?}");
+            assert_eq!(e.kset, ByteSet::of(k.as_bytes()), "{k:?}");
+        }
+    }
 
     /// The key-hash index gives the same answers as a scan, and the byte unions cover
     /// every key and value, through adds (duplicate keys included), sets, removals and

@@ -336,6 +336,10 @@ pub(crate) struct Inner {
     pub rules: Vec<Rule>,
     /// Rule indexes per phase (index 1–5); markers appear in every phase.
     pub phases: [Vec<usize>; 6],
+    /// Per phase and position in `phases`: for a rule with `skipAfter`, the position of
+    /// the first later marker of that name (the list's length when there is none). CRS at
+    /// PL1 skips its PL2-4 rules this way; the phase loop jumps over them.
+    pub skip_to: [Vec<usize>; 6],
     pub config: Config,
     /// Disruptive action `block` resolves to, per phase.
     pub default_disruptive: [Disruptive; 6],

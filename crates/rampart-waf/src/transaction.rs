@@ -7,7 +7,7 @@ use crate::audit::{MatchedRule, Severity};
 use crate::body;
 use crate::byteset::ByteSet;
 use crate::collection::Collection;
-use crate::macros::{MacroStr, Part};
+use crate::macros::{MacroKey, MacroStr, Part};
 use crate::operator::numeric::atoi;
 use crate::operator::OperatorSpec;
 use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
@@ -67,10 +67,13 @@ struct Hit {
     key: Option<Arc<str>>,
     /// `&VAR` count.
     count: bool,
-    /// The MATCHED_VARS entry when the target fixes it (see `Target::name`).
-    name: Option<crate::collection::Entry>,
-    /// The transformed value that matched.
+    /// Index of the target in the link's list: its `Target::name`, when set, is the
+    /// MATCHED_VARS entry (borrowed from the rule, not cloned per hit).
+    target: usize,
+    /// The transformed value that matched, and a superset of its bytes (the set the
+    /// walk already had: MATCHED_VARS does not compute it again).
     value: Arc<[u8]>,
+    set: ByteSet,
     captures: Vec<Vec<u8>>,
 }
 
@@ -314,13 +317,16 @@ impl Transaction {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let uid = format!("{:016x}{:08x}", t ^ n.rotate_left(32), n as u32);
+        let mut uid = [0u8; 24];
+        hex_into(&mut uid[..16], t ^ n.rotate_left(32));
+        hex_into(&mut uid[16..], u64::from(n as u32));
         let mut scalars: Vec<Option<Arc<[u8]>>> = vec![None; VarKind::COUNT];
         // ModSecurity reports an empty REQBODY_PROCESSOR until one is chosen.
         scalars[VarKind::ReqbodyProcessor as usize] = Some(arc(b""));
-        scalars[VarKind::UniqueId as usize] = Some(arc(uid.as_bytes()));
+        scalars[VarKind::UniqueId as usize] = Some(arc(&uid));
         let secs = t / 1_000_000_000;
-        scalars[VarKind::TimeEpoch as usize] = Some(arc(secs.to_string().as_bytes()));
+        let mut digits = [0u8; 20];
+        scalars[VarKind::TimeEpoch as usize] = Some(arc(format_u64(secs, &mut digits)));
         let scalar_sets = scalars
             .iter()
             .map(|v| v.as_deref().map(ByteSet::of).unwrap_or_default())
@@ -391,15 +397,28 @@ impl Transaction {
     ) {
         self.set_scalar(VarKind::RemoteAddr, client_ip.as_bytes());
         self.set_scalar(VarKind::RemoteHost, client_ip.as_bytes());
-        self.set_scalar(VarKind::RemotePort, client_port.to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        self.set_scalar(
+            VarKind::RemotePort,
+            format_u64(client_port.into(), &mut digits),
+        );
         self.set_scalar(VarKind::ServerAddr, server_ip.as_bytes());
-        self.set_scalar(VarKind::ServerPort, server_port.to_string().as_bytes());
+        self.set_scalar(
+            VarKind::ServerPort,
+            format_u64(server_port.into(), &mut digits),
+        );
     }
 
     /// Request line. `uri` is the request target exactly as received.
     pub fn process_uri(&mut self, uri: &str, method: &str, protocol: &str) {
-        let line = format!("{method} {uri} {protocol}");
-        self.set_scalar(VarKind::RequestLine, line.as_bytes());
+        let mut line = Vec::with_capacity(method.len() + uri.len() + protocol.len() + 2);
+        for (i, part) in [method, uri, protocol].into_iter().enumerate() {
+            if i > 0 {
+                line.push(b' ');
+            }
+            line.extend_from_slice(part.as_bytes());
+        }
+        self.set_scalar(VarKind::RequestLine, &line);
         self.set_scalar(VarKind::RequestMethod, method.as_bytes());
         self.set_scalar(VarKind::RequestProtocol, protocol.as_bytes());
         self.set_scalar(VarKind::RequestUriRaw, uri.as_bytes());
@@ -534,8 +553,11 @@ impl Transaction {
         if self.req_body_access {
             self.parse_request_body();
         }
-        let len = self.req_body.len().to_string();
-        self.set_scalar(VarKind::RequestBodyLength, len.as_bytes());
+        let mut digits = [0u8; 20];
+        self.set_scalar(
+            VarKind::RequestBodyLength,
+            format_u64(self.req_body.len() as u64, &mut digits),
+        );
         let combined: usize = self
             .args_get
             .entries()
@@ -543,7 +565,10 @@ impl Transaction {
             .chain(self.args_post.entries())
             .map(|e| e.key.len() + e.value.len())
             .sum();
-        self.set_scalar(VarKind::ArgsCombinedSize, combined.to_string().as_bytes());
+        self.set_scalar(
+            VarKind::ArgsCombinedSize,
+            format_u64(combined as u64, &mut digits),
+        );
         self.run_until(Phase::RequestBody)
     }
 
@@ -700,12 +725,15 @@ impl Transaction {
         status: u16,
         protocol: &str,
     ) -> Option<Interruption> {
-        self.set_scalar(VarKind::ResponseStatus, status.to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        let status_text = format_u64(status.into(), &mut digits);
+        let mut line = Vec::with_capacity(protocol.len() + 1 + status_text.len());
+        line.extend_from_slice(protocol.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(status_text);
+        self.set_scalar(VarKind::ResponseStatus, status_text);
         self.set_scalar(VarKind::ResponseProtocol, protocol.as_bytes());
-        self.set_scalar(
-            VarKind::StatusLine,
-            format!("{protocol} {status}").as_bytes(),
-        );
+        self.set_scalar(VarKind::StatusLine, &line);
         self.run_until(Phase::ResponseHeaders)
     }
 
@@ -828,20 +856,17 @@ impl Transaction {
 
     fn eval_phase(&mut self, phase: Phase) {
         let rs = self.rs.clone();
-        let mut skip_after: Option<&str> = None;
+        let list = &rs.phases[phase.number() as usize];
+        let jumps = &rs.skip_to[phase.number() as usize];
         let mut skip = 0u32;
-        for &idx in &rs.phases[phase.number() as usize] {
+        let mut p = 0;
+        while let Some(&idx) = list.get(p) {
+            p += 1;
             if self.mode == EngineMode::Off {
                 return;
             }
             let rule = &rs.rules[idx];
-            if let Some(m) = &rule.marker {
-                if skip_after == Some(m.as_str()) {
-                    skip_after = None;
-                }
-                continue;
-            }
-            if skip_after.is_some() {
+            if rule.marker.is_some() {
                 continue;
             }
             if skip > 0 {
@@ -856,8 +881,10 @@ impl Transaction {
                 if self.interruption.is_some() || self.allow_until >= phase.number() {
                     return;
                 }
-                if let Some(m) = &rule.skip_after {
-                    skip_after = Some(m.as_str());
+                if rule.skip_after.is_some() {
+                    // To the marker (passed over next) or past the end: the rules
+                    // between are skipped, markers of other names included.
+                    p = jumps.get(p - 1).copied().unwrap_or(list.len());
                 }
                 skip = rule.skip;
             }
@@ -977,12 +1004,22 @@ impl Transaction {
                     self.tx.set(DIGITS[i], c);
                 }
             }
-            let entry = match h.name {
-                Some(e) => e,
-                None => self.name_entry(h.kind, &h.key, h.count),
-            };
-            self.matched_var_name = entry.key.clone();
-            self.matched_vars.push_keyed(&entry, h.value.clone());
+            match link
+                .targets
+                .targets
+                .get(h.target)
+                .and_then(|t| t.name.as_ref())
+            {
+                Some(e) => {
+                    self.matched_var_name = e.key.clone();
+                    self.matched_vars.push_keyed_set(e, h.value.clone(), h.set);
+                }
+                None => {
+                    let e = self.name_entry(h.kind, &h.key, h.count);
+                    self.matched_var_name = e.key.clone();
+                    self.matched_vars.push_keyed_set(&e, h.value.clone(), h.set);
+                }
+            }
             self.matched_var = h.value;
             self.run_effects(rule, &link.effects);
         }
@@ -1033,7 +1070,7 @@ impl Transaction {
         let (cache, cache_bytes) = &mut *guard;
         // `eval_with` answers "no match" for these without a search: skip the call.
         let rejects = |set: &ByteSet| !op.negated && !op.needs.may_hold(set);
-        let mut check = |t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
+        let mut check = |ti: usize, t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
             // The hit's key, built only on a hit whose name the target does not fix.
             let key = || match k {
                 _ if t.name.is_some() => None,
@@ -1048,8 +1085,9 @@ impl Transaction {
                         kind: t.kind,
                         key: key(),
                         count: t.count,
-                        name: t.name.clone(),
+                        target: ti,
                         value: tv.clone(),
+                        set: *set,
                         captures: r.map(|m| m.captures).unwrap_or_default(),
                     });
                 }
@@ -1095,7 +1133,7 @@ impl Transaction {
                 }
             }
         };
-        for t in &link.targets.targets {
+        for (ti, t) in link.targets.targets.iter().enumerate() {
             if t.count {
                 let mut n = 0usize;
                 self.visit_values(rule, link, t, &|_| false, &mut |_, _, _| {
@@ -1107,7 +1145,7 @@ impl Transaction {
                     .ok()
                     .and_then(crate::collection::small_int)
                     .unwrap_or_else(|| arc(n.to_string().as_bytes()));
-                check(t, ValKey::None, &v, &ByteSet::of(&v));
+                check(ti, t, ValKey::None, &v, &ByteSet::of(&v));
             } else {
                 // No value of a collection is a hit when the chain leaves every value
                 // unchanged (none has a trigger byte) and none has the bytes the
@@ -1118,7 +1156,7 @@ impl Transaction {
                         && rejects(all)
                 };
                 self.visit_values(rule, link, t, &none_can_hit, &mut |k, v, vset| {
-                    check(t, k, v, vset);
+                    check(ti, t, k, v, vset);
                     false
                 });
             }
@@ -1372,18 +1410,18 @@ impl Transaction {
     }
 
     /// First value of a variable for macro expansion.
-    fn first_value(&self, kind: VarKind, key: Option<&str>) -> Option<Arc<[u8]>> {
+    fn first_value(&self, kind: VarKind, key: Option<&MacroKey>) -> Option<Arc<[u8]>> {
         match kind {
             VarKind::MatchedVar => return Some(self.matched_var.clone()),
             VarKind::MatchedVarName => return Some(arc(self.matched_var_name.as_bytes())),
-            VarKind::Tx => return key.and_then(|k| self.tx.get(k).cloned()),
+            VarKind::Tx => return key.and_then(|k| self.tx.get_hashed(&k.text, k.hash).cloned()),
             _ => {}
         }
         if kind.is_collection() && kind != VarKind::Xml {
             let (cols, names) = self.sources(kind);
             for c in cols.into_iter().flatten() {
                 for e in c.entries() {
-                    if key.is_none_or_eq(&e.lkey) {
+                    if key.is_none_or(|k| e.khash == k.hash && *e.lkey == *k.text) {
                         return Some(if names {
                             e.kbytes.clone()
                         } else {
@@ -1403,7 +1441,7 @@ impl Transaction {
         match m.parts.as_slice() {
             [] => Expanded::Static(b""),
             [Part::Lit(l)] => Expanded::Static(l),
-            [Part::Var(k, key)] => match self.first_value(*k, key.as_deref()) {
+            [Part::Var(k, key)] => match self.first_value(*k, key.as_ref()) {
                 Some(v) => Expanded::Shared(v),
                 None => Expanded::Static(b""),
             },
@@ -1427,7 +1465,7 @@ impl Transaction {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
                 Part::Var(k, key) => {
-                    if let Some(v) = self.first_value(*k, key.as_deref()) {
+                    if let Some(v) = self.first_value(*k, key.as_ref()) {
                         out.extend_from_slice(&v);
                     }
                 }
@@ -1472,6 +1510,37 @@ impl std::ops::Deref for Expanded<'_> {
     }
 }
 
+/// Decimal text of `n` in `buf`: the per-transaction scalars (ports, lengths,
+/// status) without `to_string`, which cost ~1,000 instructions each.
+fn format_u64(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut m = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// `v` as lowercase hex, zero-padded to fill `out` (at most 16 digits; the unique id
+/// without `format!`).
+fn hex_into(out: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, d) in out.iter_mut().enumerate() {
+        let shift = 4 * (n - 1 - i);
+        *d = if shift < 64 {
+            HEX[((v >> shift) & 15) as usize]
+        } else {
+            b'0'
+        };
+    }
+}
+
 /// Decimal text of `n` in `buf` (setvar arithmetic runs per match; `to_string` showed
 /// in profiles).
 fn format_int(n: i64, buf: &mut [u8; 20]) -> &[u8] {
@@ -1490,19 +1559,6 @@ fn format_int(n: i64, buf: &mut [u8; 20]) -> &[u8] {
         buf[i] = b'-';
     }
     &buf[i..]
-}
-
-trait KeyEq {
-    fn is_none_or_eq(&self, k: &str) -> bool;
-}
-
-impl KeyEq for Option<&str> {
-    fn is_none_or_eq(&self, k: &str) -> bool {
-        match self {
-            None => true,
-            Some(x) => *x == k,
-        }
-    }
 }
 
 fn percent_decode(b: &[u8]) -> Vec<u8> {
@@ -1548,6 +1604,26 @@ mod tests {
                 super::lossy(&k).to_ascii_lowercase(),
                 "{k:?}"
             );
+        }
+    }
+
+    /// The hand-written decimal and hex texts are `to_string`'s and `format!`'s.
+    #[test]
+    fn format_u64_and_hex_match_std() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut values = vec![0u64, 1, 9, 10, 65535, u64::from(u32::MAX), u64::MAX];
+        for _ in 0..2000 {
+            let x = crate::test_support::xorshift(&mut seed);
+            values.push(x);
+            values.push(x >> (x % 64));
+        }
+        for v in values {
+            let mut buf = [0u8; 20];
+            assert_eq!(super::format_u64(v, &mut buf), v.to_string().as_bytes());
+            let mut uid = [0u8; 24];
+            super::hex_into(&mut uid[..16], v);
+            super::hex_into(&mut uid[16..], u64::from(v as u32));
+            assert_eq!(uid, format!("{:016x}{:08x}", v, v as u32).as_bytes());
         }
     }
 

@@ -342,3 +342,34 @@ fn unimplemented_actions_load_and_are_reported() {
     assert!(RuleSet::from_text("e.conf", r#"SecAction "id:1,bogus""#).is_err());
     let _ = EngineMode::On;
 }
+
+/// `skipAfter` jumps to the first later marker of its name, past markers of other names
+/// and `skip` counts; a marker that does not follow skips the rest of the phase only.
+#[test]
+fn skip_after_jumps_to_the_next_marker_of_its_name() {
+    let r = rs(r#"
+SecAction "id:1,phase:1,pass,skipAfter:B"
+SecMarker A
+SecAction "id:2,phase:1,pass"
+SecMarker B
+SecAction "id:3,phase:1,pass,skipAfter:A"
+SecAction "id:4,phase:1,pass"
+SecMarker B
+SecAction "id:5,phase:2,pass"
+SecAction "id:6,phase:1,pass,skip:1,skipAfter:C"
+SecMarker C
+SecAction "id:7,phase:1,pass"
+SecAction "id:8,phase:1,pass"
+"#);
+    // 3 skips to the end of phase 1 (no later A); phase 2 still runs.
+    assert_eq!(logged(&run(&r, "/")), [1, 3, 5]);
+    let r = rs(r#"
+SecAction "id:6,phase:1,pass,skip:1,skipAfter:C"
+SecAction "id:9,phase:1,pass"
+SecMarker C
+SecAction "id:7,phase:1,pass"
+SecAction "id:8,phase:1,pass"
+"#);
+    // After the marker, the pending `skip:1` still skips one rule (as before).
+    assert_eq!(logged(&run(&r, "/")), [6, 8]);
+}

@@ -481,6 +481,20 @@ impl<'a> Parser<'a> {
                 phases[r.phase.number() as usize].push(i);
             }
         }
+        let rules = &self.rules;
+        let skip_to: [Vec<usize>; 6] = std::array::from_fn(|ph| {
+            let list = &phases[ph];
+            list.iter()
+                .enumerate()
+                .map(|(p, &i)| match &rules[i].skip_after {
+                    Some(name) => list[p + 1..]
+                        .iter()
+                        .position(|&j| rules[j].marker.as_deref() == Some(name.as_str()))
+                        .map_or(list.len(), |o| p + 1 + o),
+                    None => 0,
+                })
+                .collect()
+        });
         let mut default_disruptive: [Disruptive; 6] = std::array::from_fn(|_| Disruptive::Pass);
         let mut default_status = [None; 6];
         for (ph, d) in &self.defaults {
@@ -494,6 +508,7 @@ impl<'a> Parser<'a> {
         let inner = Inner {
             rules: self.rules,
             phases,
+            skip_to,
             config: self.config,
             default_disruptive,
             default_status,
