@@ -163,12 +163,12 @@ impl Rampart {
             config_path,
         };
         let t = Instant::now();
-        // Ready once the port answers *and* this child said it listens there: a port another
-        // test process took in the meantime would answer too, with someone else's server.
+        // Ready once this child said it listens on the port: it logs that after binding, so
+        // the kernel queues connections from then on. Not a probe connection: one would
+        // answer from another test process's server on a port taken meanwhile, and it counts
+        // against per-address connection limits until the server sees it close.
         let listening = format!("listening local=127.0.0.1:{port}");
-        while TcpStream::connect(("127.0.0.1", port)).is_err()
-            || !(r.stderr().contains(&listening) || r.stdout().contains(&listening))
-        {
+        while !(r.stderr().contains(&listening) || r.stdout().contains(&listening)) {
             let exited = r.child.try_wait().ok().flatten().is_some();
             if exited || t.elapsed() > Duration::from_secs(20) {
                 std::thread::sleep(Duration::from_millis(100));
