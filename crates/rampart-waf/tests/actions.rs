@@ -257,6 +257,31 @@ SecAction "id:4,phase:1,pass,nolog,setvar:tx.a=-2,setvar:tx.n=+x"
     assert_eq!(tx.tx_variable("n").as_deref(), Some("0"));
 }
 
+/// A macro-keyed `setvar` per header name (CRS 920450's form): each key and value is
+/// its own, with nothing carried over from the previous expansion (the transaction
+/// reuses its expansion buffers), and keys are lowercased.
+#[test]
+fn macro_keyed_setvar_per_header() {
+    let r = rs(r#"
+SecRule REQUEST_HEADERS_NAMES "@rx ^.*$" "id:1,phase:1,pass,nolog,capture,t:lowercase,setvar:'tx.hn_%{tx.0}=/%{tx.0}/',setvar:'TX.Long_%{tx.0}_%{tx.0}_%{tx.0}=%{tx.0}%{tx.0}'"
+"#);
+    let tx = run(&r, "/");
+    assert_eq!(tx.tx_variable("hn_host").as_deref(), Some("/host/"));
+    assert_eq!(
+        tx.tx_variable("hn_user-agent").as_deref(),
+        Some("/user-agent/")
+    );
+    assert_eq!(
+        tx.tx_variable("long_host_host_host").as_deref(),
+        Some("hosthost")
+    );
+    assert_eq!(
+        tx.tx_variable("long_user-agent_user-agent_user-agent")
+            .as_deref(),
+        Some("user-agentuser-agent")
+    );
+}
+
 #[test]
 fn ctl_actions() {
     let r = rs(r#"
