@@ -325,8 +325,8 @@ impl Transaction {
         scalars[VarKind::ReqbodyProcessor as usize] = Some(arc(b""));
         scalars[VarKind::UniqueId as usize] = Some(arc(&uid));
         let secs = t / 1_000_000_000;
-        let mut digits = [0u8; 20];
-        scalars[VarKind::TimeEpoch as usize] = Some(arc(format_u64(secs, &mut digits)));
+        let mut digits = itoa::Buffer::new();
+        scalars[VarKind::TimeEpoch as usize] = Some(arc(digits.format(secs).as_bytes()));
         let scalar_sets = scalars
             .iter()
             .map(|v| v.as_deref().map(ByteSet::of).unwrap_or_default())
@@ -397,16 +397,10 @@ impl Transaction {
     ) {
         self.set_scalar(VarKind::RemoteAddr, client_ip.as_bytes());
         self.set_scalar(VarKind::RemoteHost, client_ip.as_bytes());
-        let mut digits = [0u8; 20];
-        self.set_scalar(
-            VarKind::RemotePort,
-            format_u64(client_port.into(), &mut digits),
-        );
+        let mut digits = itoa::Buffer::new();
+        self.set_scalar(VarKind::RemotePort, digits.format(client_port).as_bytes());
         self.set_scalar(VarKind::ServerAddr, server_ip.as_bytes());
-        self.set_scalar(
-            VarKind::ServerPort,
-            format_u64(server_port.into(), &mut digits),
-        );
+        self.set_scalar(VarKind::ServerPort, digits.format(server_port).as_bytes());
     }
 
     /// Request line. `uri` is the request target exactly as received.
@@ -553,10 +547,10 @@ impl Transaction {
         if self.req_body_access {
             self.parse_request_body();
         }
-        let mut digits = [0u8; 20];
+        let mut digits = itoa::Buffer::new();
         self.set_scalar(
             VarKind::RequestBodyLength,
-            format_u64(self.req_body.len() as u64, &mut digits),
+            digits.format(self.req_body.len() as u64).as_bytes(),
         );
         let combined: usize = self
             .args_get
@@ -567,7 +561,7 @@ impl Transaction {
             .sum();
         self.set_scalar(
             VarKind::ArgsCombinedSize,
-            format_u64(combined as u64, &mut digits),
+            digits.format(combined as u64).as_bytes(),
         );
         self.run_until(Phase::RequestBody)
     }
@@ -725,8 +719,8 @@ impl Transaction {
         status: u16,
         protocol: &str,
     ) -> Option<Interruption> {
-        let mut digits = [0u8; 20];
-        let status_text = format_u64(status.into(), &mut digits);
+        let mut digits = itoa::Buffer::new();
+        let status_text = digits.format(status).as_bytes();
         let mut line = Vec::with_capacity(protocol.len() + 1 + status_text.len());
         line.extend_from_slice(protocol.as_bytes());
         line.push(b' ');
@@ -1293,7 +1287,7 @@ impl Transaction {
             }
             SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => self.expand_value(v, rule),
         };
-        let mut digits = [0u8; 20];
+        let mut digits = itoa::Buffer::new();
         let mut shared = match &value {
             Expanded::Shared(a) => Some(a.clone()),
             _ => sv.value.clone(),
@@ -1314,7 +1308,7 @@ impl Transaction {
                     cur.saturating_sub(delta)
                 };
                 shared = crate::collection::small_int(n);
-                format_int(n, &mut digits)
+                digits.format(n).as_bytes()
             }
             _ => &value,
         };
@@ -1471,8 +1465,8 @@ impl Transaction {
                 }
                 Part::Rule(f) => match f.as_str() {
                     "id" => {
-                        let mut digits = [0u8; 20];
-                        out.extend_from_slice(format_int(i64::from(rule.id), &mut digits));
+                        let mut digits = itoa::Buffer::new();
+                        out.extend_from_slice(digits.format(i64::from(rule.id)).as_bytes());
                     }
                     "severity" => {
                         if let Some(s) = rule.severity {
@@ -1510,22 +1504,6 @@ impl std::ops::Deref for Expanded<'_> {
     }
 }
 
-/// Decimal text of `n` in `buf`: the per-transaction scalars (ports, lengths,
-/// status) without `to_string`, which cost ~1,000 instructions each.
-fn format_u64(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut m = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
 /// `v` as lowercase hex, zero-padded to fill `out` (at most 16 digits; the unique id
 /// without `format!`).
 fn hex_into(out: &mut [u8], v: u64) {
@@ -1539,26 +1517,6 @@ fn hex_into(out: &mut [u8], v: u64) {
             b'0'
         };
     }
-}
-
-/// Decimal text of `n` in `buf` (setvar arithmetic runs per match; `to_string` showed
-/// in profiles).
-fn format_int(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
 }
 
 fn percent_decode(b: &[u8]) -> Vec<u8> {
@@ -1607,9 +1565,9 @@ mod tests {
         }
     }
 
-    /// The hand-written decimal and hex texts are `to_string`'s and `format!`'s.
+    /// The hand-written unique-id hex is `format!`'s.
     #[test]
-    fn format_u64_and_hex_match_std() {
+    fn hex_matches_format() {
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut values = vec![0u64, 1, 9, 10, 65535, u64::from(u32::MAX), u64::MAX];
         for _ in 0..2000 {
@@ -1618,20 +1576,10 @@ mod tests {
             values.push(x >> (x % 64));
         }
         for v in values {
-            let mut buf = [0u8; 20];
-            assert_eq!(super::format_u64(v, &mut buf), v.to_string().as_bytes());
             let mut uid = [0u8; 24];
             super::hex_into(&mut uid[..16], v);
             super::hex_into(&mut uid[16..], u64::from(v as u32));
             assert_eq!(uid, format!("{:016x}{:08x}", v, v as u32).as_bytes());
-        }
-    }
-
-    #[test]
-    fn format_int_matches_to_string() {
-        for n in [0i64, 7, -7, 10, 99, -100, 1234567890, i64::MAX, i64::MIN] {
-            let mut buf = [0u8; 20];
-            assert_eq!(super::format_int(n, &mut buf), n.to_string().as_bytes());
         }
     }
 }
