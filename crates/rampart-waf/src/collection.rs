@@ -26,20 +26,20 @@ pub(crate) struct Entry {
 
 /// Case-insensitive hash of a key (hashes the ASCII-lowercased bytes).
 pub(crate) fn key_hash(k: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k.as_bytes() {
-        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3);
-    }
-    h
+    fnv1a(k.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 /// [`key_hash`] of a key known to have no ASCII capital (no lowercasing per byte).
 fn key_hash_of_lower(k: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k.as_bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
+    fnv1a(k.bytes())
+}
+
+/// 64-bit FNV-1a.
+#[inline]
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// One shared empty value (an `Arc<[u8]>` of length 0 still allocates its counts).
