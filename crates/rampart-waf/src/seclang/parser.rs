@@ -3,7 +3,7 @@
 
 use super::lexer::{logical_lines, tokenize};
 use crate::action::{parse_actions, ParsedActions};
-use crate::byteset::Needs;
+use crate::byteset::{ByteSet, Needs};
 use crate::error::{Location, WafError};
 use crate::operator::{OpEnv, OpError, Operator, OperatorSpec};
 use crate::rule::{Disruptive, Link, Phase, Rule};
@@ -255,9 +255,8 @@ impl<'a> Parser<'a> {
         let tprefix: Vec<(u32, bool)> = (1..=transforms.len())
             .map(|k| (self.intern(&transforms[..k]), false))
             .collect();
-        // Both computed here, with the chain, so no link is ever seen without them.
-        let triggers = Transform::chain_trigger_bytes(&transforms);
-        let stage_triggers = transforms.iter().map(|t| t.trigger_bytes()).collect();
+        // Computed here, with the chain, so no link is ever seen without them.
+        let (triggers, stage_triggers) = trigger_sets(&transforms);
         let link = Link {
             targets,
             op,
@@ -387,8 +386,7 @@ impl<'a> Parser<'a> {
                 first.effects.extend(pa.effects.iter().cloned());
                 if let Some((t, chain, prefix)) = interned {
                     // New transformations, new trigger sets (kept in step with them).
-                    first.triggers = Transform::chain_trigger_bytes(&t);
-                    first.stage_triggers = t.iter().map(|x| x.trigger_bytes()).collect();
+                    (first.triggers, first.stage_triggers) = trigger_sets(&t);
                     first.transforms = t;
                     first.tchain = chain;
                     first.tprefix = prefix;
@@ -515,6 +513,14 @@ impl<'a> Parser<'a> {
         };
         Ok((RuleSet::from_inner(inner), self.report))
     }
+}
+
+/// A link's trigger sets for its transformations: the whole chain's and each stage's.
+fn trigger_sets(t: &[Transform]) -> (Option<ByteSet>, Vec<Option<ByteSet>>) {
+    (
+        Transform::chain_trigger_bytes(t),
+        t.iter().map(|x| x.trigger_bytes()).collect(),
+    )
 }
 
 #[cfg(test)]
