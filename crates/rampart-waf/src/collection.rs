@@ -263,11 +263,8 @@ impl Collection {
 
     /// Adds `value` under a key prepared by [`Collection::keyed`].
     pub fn push_keyed(&mut self, proto: &Entry, value: Arc<[u8]>) {
-        self.push(Entry {
-            vset: ByteSet::of(&value),
-            value,
-            ..proto.clone()
-        });
+        let set = ByteSet::of(&value);
+        self.push_keyed_set(proto, value, set);
     }
 
     /// [`Collection::push_keyed`] for a value whose bytes are known: `set` must hold
