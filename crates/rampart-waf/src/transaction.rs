@@ -405,14 +405,8 @@ impl Transaction {
 
     /// Request line. `uri` is the request target exactly as received.
     pub fn process_uri(&mut self, uri: &str, method: &str, protocol: &str) {
-        let mut line = Vec::with_capacity(method.len() + uri.len() + protocol.len() + 2);
-        for (i, part) in [method, uri, protocol].into_iter().enumerate() {
-            if i > 0 {
-                line.push(b' ');
-            }
-            line.extend_from_slice(part.as_bytes());
-        }
-        self.set_scalar(VarKind::RequestLine, &line);
+        let line = [method, uri, protocol].join(" ");
+        self.set_scalar(VarKind::RequestLine, line.as_bytes());
         self.set_scalar(VarKind::RequestMethod, method.as_bytes());
         self.set_scalar(VarKind::RequestProtocol, protocol.as_bytes());
         self.set_scalar(VarKind::RequestUriRaw, uri.as_bytes());
@@ -720,14 +714,11 @@ impl Transaction {
         protocol: &str,
     ) -> Option<Interruption> {
         let mut digits = itoa::Buffer::new();
-        let status_text = digits.format(status).as_bytes();
-        let mut line = Vec::with_capacity(protocol.len() + 1 + status_text.len());
-        line.extend_from_slice(protocol.as_bytes());
-        line.push(b' ');
-        line.extend_from_slice(status_text);
-        self.set_scalar(VarKind::ResponseStatus, status_text);
+        let status_text = digits.format(status);
+        let line = [protocol, status_text].join(" ");
+        self.set_scalar(VarKind::ResponseStatus, status_text.as_bytes());
         self.set_scalar(VarKind::ResponseProtocol, protocol.as_bytes());
-        self.set_scalar(VarKind::StatusLine, &line);
+        self.set_scalar(VarKind::StatusLine, line.as_bytes());
         self.run_until(Phase::ResponseHeaders)
     }
 
@@ -998,22 +989,22 @@ impl Transaction {
                     self.tx.set(DIGITS[i], c);
                 }
             }
-            match link
+            // The target's fixed name (borrowed from the rule), else one built for this hit.
+            let built;
+            let e = match link
                 .targets
                 .targets
                 .get(h.target)
                 .and_then(|t| t.name.as_ref())
             {
-                Some(e) => {
-                    self.matched_var_name = e.key.clone();
-                    self.matched_vars.push_keyed_set(e, h.value.clone(), h.set);
-                }
+                Some(e) => e,
                 None => {
-                    let e = self.name_entry(h.kind, &h.key, h.count);
-                    self.matched_var_name = e.key.clone();
-                    self.matched_vars.push_keyed_set(&e, h.value.clone(), h.set);
+                    built = self.name_entry(h.kind, &h.key, h.count);
+                    &built
                 }
-            }
+            };
+            self.matched_var_name = e.key.clone();
+            self.matched_vars.push_keyed_set(e, h.value.clone(), h.set);
             self.matched_var = h.value;
             self.run_effects(rule, &link.effects);
         }
