@@ -768,19 +768,16 @@ async fn forward_source(
     let read_timeout = s.read_timeout.unwrap_or(up.settings.read_timeout);
     // One clock reading per attempt serves selection, the breaker, the budget, the idle
     // check and the head-time sample (a read costs ~30 ns here; a request took a dozen).
-    let first = Instant::now();
-    up.budget.on_request(first);
+    let start = Instant::now();
+    up.budget.on_request(start);
+    let mut first = Some(start);
     let mut tried: Vec<usize> = Vec::new();
     let mut attempts = 0u32;
     let mut stale_retries = 0u32;
     let mut pending: Option<UpRequest> = None;
     let mut last_err: Option<UpstreamError> = None;
     loop {
-        let now = if attempts == 0 && stale_retries == 0 {
-            first
-        } else {
-            Instant::now()
-        };
+        let now = first.take().unwrap_or_else(Instant::now);
         let Some(peer) = up.select(
             &Pick {
                 hash,
