@@ -10,6 +10,15 @@
 //! matched per request (which must be none for a benign mix).
 
 use rampart_waf::{FsLoader, RuleSet};
+
+// The binary's allocator, not a copy of it: allocation-heavy engine work reads differently
+// on glibc's malloc (the harness's figures must be the binary's).
+#[path = "../../rampart/src/alloc.rs"]
+#[allow(dead_code)]
+mod alloc;
+
+#[global_allocator]
+static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
 use std::time::Instant;
 
 struct Req {
