@@ -174,8 +174,8 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// Headers that belong to one connection only (RFC 9110 §7.6.1) plus the legacy ones:
 /// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
-/// Proxy-Authenticate, Proxy-Authorization (see `is_hop`).
-fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
+/// Proxy-Authenticate, Proxy-Authorization, and any field the message's `Connection` names.
+fn is_hop(name: &HeaderName, named: &ConnectionNamed<'_>) -> bool {
     name == header::CONNECTION
         || name == header::TE
         || name == header::TRAILER
@@ -185,22 +185,63 @@ fn is_hop(name: &HeaderName, named: &[HeaderName]) -> bool {
         || name == header::PROXY_AUTHORIZATION
         || name == KEEP_ALIVE
         || name == PROXY_CONNECTION
-        || named.contains(name)
+        || named.names(name)
 }
 
-/// Header names listed in `Connection` (they are hop-by-hop too).
-fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
-    let mut v = Vec::new();
-    for val in h.get_all(header::CONNECTION) {
-        if let Ok(s) = val.to_str() {
-            for t in s.split(',') {
-                if let Ok(n) = HeaderName::from_bytes(t.trim().as_bytes()) {
-                    v.push(n);
-                }
+/// The field names a message's `Connection` lists (hop-by-hop too), as borrowed tokens: no
+/// list of `HeaderName`s is built (nginx and most servers send `Connection: keep-alive` on
+/// every response; building one per response cost ~750 instructions).
+struct ConnectionNamed<'a> {
+    /// Tokens naming a field `is_hop` does not already cover (most messages: none).
+    tokens: [&'a [u8]; 4],
+    n: usize,
+    /// Set when more tokens than fit: then each question scans the values again.
+    more: Option<http::header::GetAll<'a, HeaderValue>>,
+}
+
+impl<'a> ConnectionNamed<'a> {
+    fn of(h: &'a HeaderMap) -> Self {
+        let mut c = ConnectionNamed {
+            tokens: [&[]; 4],
+            n: 0,
+            more: None,
+        };
+        if !h.contains_key(header::CONNECTION) {
+            return c;
+        }
+        let all = h.get_all(header::CONNECTION);
+        for t in all.iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')) {
+            let t = t.trim_ascii();
+            if t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"upgrade")
+            {
+                continue; // already hop-by-hop
             }
+            if c.n == c.tokens.len() {
+                c.more = Some(all);
+                break;
+            }
+            c.tokens[c.n] = t;
+            c.n += 1;
+        }
+        c
+    }
+
+    /// `name` (lowercase, as every `HeaderName`) is one of the listed tokens.
+    fn names(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        match &self.more {
+            None => self.tokens[..self.n]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name)),
+            Some(values) => values.iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+            }),
         }
     }
-    v
 }
 
 fn wants_upgrade(h: &HeaderMap) -> bool {
@@ -380,11 +421,7 @@ fn head_with_uri(
 ) -> Result<UpHead, ProxyError> {
     let peer = canonical(x.conn.peer.ip());
     let trusted = s.trusted.contains(peer);
-    let named = if parts.headers.contains_key(header::CONNECTION) {
-        connection_named(&parts.headers)
-    } else {
-        Vec::new()
-    };
+    let named = ConnectionNamed::of(&parts.headers);
     let mut fields = Fields::with_capacity(parts.headers.len() + 8);
     let h = &mut fields;
     let mut host_in: Option<&HeaderValue> = None;
@@ -945,14 +982,18 @@ fn respond(
     on_upgrade: Option<rampart_server::upgrade::OnUpgrade>,
 ) -> Response<Body> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let named = connection_named(resp.headers());
-    let upgrade_hdr = resp.headers().get(header::UPGRADE).cloned();
-    {
-        let h = resp.headers_mut();
-        let drop: Vec<HeaderName> = h.keys().filter(|n| is_hop(n, &named)).cloned().collect();
-        for n in drop {
-            h.remove(n);
-        }
+    let upgrade_hdr = if switching {
+        resp.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let drop: Vec<HeaderName> = {
+        let h = resp.headers();
+        let named = ConnectionNamed::of(h);
+        h.keys().filter(|n| is_hop(n, &named)).cloned().collect()
+    };
+    for n in drop {
+        resp.headers_mut().remove(n);
     }
     match up.settings.sticky.as_ref() {
         Some(StickySettings::Insert {
@@ -1162,6 +1203,33 @@ mod tests {
         assert!(!t.contains("11.0.0.1".parse().unwrap()));
         assert!(t.contains("::1".parse().unwrap()));
         assert!(t.contains("::ffff:10.0.0.1".parse().unwrap()));
+    }
+
+    /// The tokens `Connection` lists name hop-by-hop fields, whatever their case, spacing,
+    /// number of values or count (beyond the four kept inline).
+    #[test]
+    fn connection_named_fields_are_hop_by_hop() {
+        let name = |s: &str| HeaderName::from_bytes(s.as_bytes()).unwrap();
+        let mut h = HeaderMap::new();
+        assert!(!ConnectionNamed::of(&h).names(&name("x-a")));
+        h.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        let c = ConnectionNamed::of(&h);
+        assert_eq!(c.n, 0);
+        assert!(is_hop(&KEEP_ALIVE, &c) && !is_hop(&name("x-a"), &c));
+        h.append(header::CONNECTION, HeaderValue::from_static(" X-A ,,Close"));
+        let c = ConnectionNamed::of(&h);
+        assert!(c.names(&name("x-a")) && c.names(&name("close")));
+        assert!(!c.names(&name("x-b")) && !c.names(&name("x-")));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-b, x-c, x-d, x-e, Upgrade"),
+        );
+        let c = ConnectionNamed::of(&h);
+        assert!(c.more.is_some());
+        for n in ["x-a", "close", "x-b", "x-c", "x-d", "x-e", "upgrade"] {
+            assert!(c.names(&name(n)), "{n}");
+        }
+        assert!(!c.names(&name("x-f")));
     }
 
     #[test]
