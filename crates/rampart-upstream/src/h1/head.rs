@@ -136,9 +136,21 @@ pub(crate) fn parse(
             }
             te = Some(true);
         } else if name == header::CONNECTION {
-            close |= raw
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            let (mut named, mut closes) = (false, false);
+            for t in raw.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    closes = true;
+                } else if !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") {
+                    named = true;
+                }
+            }
+            close |= closes;
+            if !named {
+                // Only connection options (`keep-alive`, `close`; nginx sends one on every
+                // response), noted above and hop-by-hop: not kept for the proxy to remove.
+                // A value naming fields stays, so that they are removed too.
+                continue;
+            }
         }
         headers.append(name, field_value(head.slice(vs..vs + vl)));
     }
@@ -247,6 +259,16 @@ mod tests {
             fin(b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\nConnection: x, Close\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(7));
         assert!(!h.keep_alive);
+        // A value naming a field is kept (the proxy removes what it names); options alone
+        // are not.
+        assert_eq!(h.resp.headers()["connection"], "x, Close");
+        let (h, _) = fin(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+        assert!(h.resp.headers().get("connection").is_none());
+        let (h, _) =
+            fin(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive);
+        assert!(h.resp.headers().get("connection").is_none());
         match p(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true) {
             Ok((Parsed::Final(h), _)) => assert_eq!(h.framing, Framing::None),
             other => panic!("{other:?}"),
