@@ -361,3 +361,26 @@ fn changed_files_are_served_fresh() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(get(r.port, "/hot.txt", &[]).status, 404);
 }
+
+/// A symlink out of the root is refused unless the route allows it.
+#[test]
+fn symlinks_out_of_the_root_only_when_allowed() {
+    let cfg = r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+access_log = { path = "off" }
+[[server.route]]
+prefix = "/open/"
+alias = "{dir}"
+follow_symlinks_outside_root = true
+[[server.route]]
+prefix = "/"
+root = "{dir}"
+"#;
+    let r = Rampart::with_config_in(site(), cfg);
+    let closed = get(r.port, "/link.txt", &[]);
+    assert_eq!(closed.status, 403);
+    assert!(!closed.text().contains("outside secret"));
+    let open = get(r.port, "/open/link.txt", &[]);
+    assert_eq!((open.status, open.text().as_str()), (200, "outside secret"));
+}
