@@ -463,3 +463,48 @@ impl OutputAsync for Command {
         }))
     }
 }
+
+/// Each server has its own access log: its own file and format.
+#[test]
+fn access_log_per_server() {
+    let r = Rampart::with_config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_names = ["one.test"]
+access_log = { format = "combined", path = "{dir}/one.log" }
+[[server.route]]
+return = { status = 200, body = "one" }
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_names = ["two.test"]
+access_log = { format = "json", path = "{dir}/two.log" }
+[[server.route]]
+return = { status = 200, body = "two" }
+"#,
+    );
+    get(
+        r.port,
+        "/a",
+        &[("Host", "one.test"), ("X-Request-Id", "rid-one")],
+    );
+    get(
+        r.port,
+        "/b",
+        &[("Host", "two.test"), ("X-Request-Id", "rid-two")],
+    );
+    let read = |f: &str| std::fs::read_to_string(r.dir.path().join(f)).unwrap_or_default();
+    assert!(wait_for(|| read("one.log").contains("rid-one")));
+    assert!(wait_for(|| read("two.log").contains("rid-two")));
+    let one = read("one.log");
+    assert!(one.contains("\"GET /a HTTP/1.1\" 200 3 "), "{one}");
+    assert!(!one.contains("rid-two"), "{one}");
+    let two = read("two.log");
+    assert!(!two.contains("rid-one"), "{two}");
+    let v: serde_json::Value = serde_json::from_str(two.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (v["uri"].as_str(), v["server"].as_str()),
+        (Some("/b"), Some("two.test"))
+    );
+}
