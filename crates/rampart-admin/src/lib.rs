@@ -44,8 +44,9 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-/// Key fragments whose values are replaced by `"<redacted>"` in `/config`.
-const SECRET_KEYS: &[&str] = &["secret", "password", "token", "key", "credential"];
+/// Key fragments whose values are replaced by `"<redacted>"` in `/config`. `auth` covers header
+/// names in header edits (`Authorization`, `Proxy-Authorization`, `X-Auth-…`).
+const SECRET_KEYS: &[&str] = &["secret", "password", "token", "key", "credential", "auth"];
 
 fn redact(v: &mut serde_json::Value) {
     match v {

@@ -19,6 +19,32 @@ fn embedded_default_is_valid() {
     assert_eq!(cfg.admin.listen.as_deref(), Some("127.0.0.1:9901"));
 }
 
+/// A config file gets no admin listener unless it asks for one, and nginx's limits.
+#[test]
+fn config_files_default_to_no_admin_and_nginx_limits() {
+    let cfg = parse_str(
+        "[[server]]\nlisten = [\"127.0.0.1:1\"]\n[[server.route]]\nreturn = { status = 200 }\n",
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.admin.listen, None);
+    let l = &cfg.limits;
+    assert_eq!(l.max_header_size.0, 32 << 10);
+    assert_eq!(l.max_uri_length.0, 8 << 10);
+    assert_eq!(l.max_body_size.0, 1 << 20);
+    assert_eq!(l.header_read_timeout.0.as_secs(), 60);
+    assert_eq!(l.keepalive_timeout.0.as_secs(), 75);
+    assert_eq!(l.keepalive_requests, 1000);
+    // Units: durations and sizes as written in the file.
+    let cfg = parse_str(
+        "[limits]\nkeepalive_timeout = \"1m30s\"\nmax_body_size = \"10MiB\"\n[[server]]\nlisten = [\"127.0.0.1:1\"]\n[[server.route]]\nreturn = { status = 200 }\n",
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.limits.keepalive_timeout.0.as_secs(), 90);
+    assert_eq!(cfg.limits.max_body_size.0, 10 << 20);
+}
+
 #[test]
 fn misspelt_keys_are_all_reported_with_location_and_suggestion() {
     let text = "[global]\nlog_levle = \"info\"\n\n[[server]]\nlisten = [\"127.0.0.1:1\"]\nserver_name = [\"a\"]\n\n[[server.route]]\nprefix = \"/\"\nreturn = { status = 200 }\n";

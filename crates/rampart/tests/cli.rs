@@ -65,6 +65,10 @@ fn embedded_default_serves_welcome_page_and_admin() {
     assert_eq!(resp.status, 200);
     assert!(resp.text().contains("Rampart is running"));
     assert!(resp.text().contains("rampart serve"));
+    // What Rampart is, how to serve a folder, proxy, and where the docs are.
+    assert!(resp.text().contains("web server, reverse proxy"));
+    assert!(resp.text().contains("rampart proxy --to"));
+    assert!(resp.text().contains("docs/config.md"));
     assert_eq!(
         resp.header("content-type"),
         Some("text/html; charset=utf-8")
@@ -165,4 +169,99 @@ fn completions_and_man_page_are_generated_from_the_cli() {
     );
     assert!(man.contains(".TH rampart 1"), "{man}");
     assert!(man.contains("serve"), "{man}");
+}
+
+#[test]
+fn no_arguments_uses_rampart_toml_in_the_current_directory() {
+    let d = TempDir::new("noargs-toml");
+    let port = free_port();
+    d.write(
+        "rampart.toml",
+        render(
+            "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n[[server.route]]\nreturn = { status = 200, body = \"from ./rampart.toml\" }\n",
+            port,
+            0,
+            d.path(),
+        ),
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(d.path());
+    let r = Rampart::start(cmd, port, d);
+    let resp = get(r.port, "/", &[]);
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (200, "from ./rampart.toml")
+    );
+    assert!(
+        r.stderr()
+            .contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn serve_defaults_to_the_current_directory() {
+    let d = TempDir::new("serve-cwd");
+    d.write("here.txt", "served from the working directory");
+    let port = free_port();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(d.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    let r = Rampart::start(cmd, port, d);
+    let resp = get(r.port, "/here.txt", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"served from the working directory");
+}
+
+/// Threads of a process whose name is `name` (from /proc/PID/task/*/comm).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim_end() == name)
+        .count()
+}
+
+/// Worker threads default to the CPUs in the affinity mask (`taskset -c 0` runs one worker,
+/// the shared benchmark relies on it); `workers` in the config and `--workers` override it.
+#[test]
+fn workers_follow_the_affinity_mask() {
+    let cfg = "[global]\nworkers = WORKERS\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = { path = \"off\" }\n[[server.route]]\nreturn = { status = 200, body = \"ok\" }\n";
+    let start = |cpus: &str, workers: usize, extra: &[&str]| {
+        let d = TempDir::new("affinity");
+        let port = free_port();
+        let text = render(cfg, port, 0, d.path()).replace("WORKERS", &workers.to_string());
+        let path = d.write("rampart.toml", text);
+        let mut cmd = std::process::Command::new("taskset");
+        cmd.args(["-c", cpus, BIN])
+            .args(extra)
+            .args(["run", "-c"])
+            .arg(&path);
+        let r = Rampart::start(cmd, port, d);
+        assert_eq!(get(r.port, "/", &[]).text(), "ok");
+        r
+    };
+    let one = start("0", 0, &[]);
+    assert!(one.stderr().contains(", 1 worker)"), "{}", one.stderr());
+    // One worker runs on the main thread: no worker pool.
+    assert_eq!(threads_named(one.child.id(), "rampart-worker"), 0);
+    drop(one);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        let two = start("0,1", 0, &[]);
+        assert!(two.stderr().contains(", 2 workers)"), "{}", two.stderr());
+        assert_eq!(threads_named(two.child.id(), "rampart-worker"), 2);
+    }
+    // Configured, and the command line over the config.
+    let three = start("0", 3, &[]);
+    assert!(
+        three.stderr().contains(", 3 workers)"),
+        "{}",
+        three.stderr()
+    );
+    assert_eq!(threads_named(three.child.id(), "rampart-worker"), 3);
+    let four = start("0", 3, &["--workers", "4"]);
+    assert!(four.stderr().contains(", 4 workers)"), "{}", four.stderr());
+    assert_eq!(threads_named(four.child.id(), "rampart-worker"), 4);
 }

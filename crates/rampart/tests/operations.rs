@@ -139,6 +139,18 @@ fn metrics_and_config_endpoints() {
         m.contains("rampart_response_bytes_total{server=\"ops.test\",route=\"/\"} 15"),
         "{m}"
     );
+    assert!(
+        m.contains(
+            "rampart_request_duration_seconds_bucket{server=\"ops.test\",route=\"/\",le=\"+Inf\"} 3"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "rampart_request_duration_seconds_bucket{server=\"ops.test\",route=\"/\",le=\"0."
+        ),
+        "{m}"
+    );
     assert!(m.contains("rampart_open_connections "), "{m}");
     let c = get(r.admin_port, "/config", &[]);
     assert_eq!(c.status, 200);
@@ -200,6 +212,16 @@ fn reload_by_signal_admin_and_cli_keeps_old_config_when_invalid() {
 
 #[test]
 fn sigterm_finishes_in_flight_downloads() {
+    finishes_in_flight_download_on("TERM");
+}
+
+#[test]
+fn sigint_finishes_in_flight_downloads() {
+    finishes_in_flight_download_on("INT");
+}
+
+/// `sig` stops accepting, lets a download in flight finish, then exits 0.
+fn finishes_in_flight_download_on(sig: &str) {
     let mut r = Rampart::with_config_in(new_dir(), &cfg("x", "combined"));
     let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -221,7 +243,7 @@ fn sigterm_finishes_in_flight_downloads() {
     }
     let mut first = vec![0u8; 1 << 20];
     br.read_exact(&mut first).unwrap();
-    r.signal("TERM");
+    r.signal(sig);
     std::thread::sleep(Duration::from_millis(300));
     // New connections are refused while the download goes on.
     assert!(TcpStream::connect(("127.0.0.1", r.port)).is_err());
@@ -235,6 +257,106 @@ fn sigterm_finishes_in_flight_downloads() {
     );
     assert!(rest.iter().all(|b| *b == 7));
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(!r.dir.path().join("rampart.pid").exists());
+}
+
+/// Without an admin listener, `rampart reload` signals the pid in `global.pid_file`; a config
+/// that fails a semantic check on SIGHUP (a missing directory) is refused and the old one kept.
+#[test]
+fn reload_command_signals_through_the_pid_file_without_admin() {
+    let no_admin =
+        |body: &str| cfg(body, "combined").replace("[admin]\nlisten = \"127.0.0.1:{admin}\"\n", "");
+    assert!(!no_admin("p").contains("[admin]"));
+    let r = Rampart::with_config_in(new_dir(), &no_admin("p1"));
+    assert_eq!(get(r.port, "/", &[]).text(), "p1");
+    r.write_config(&no_admin("p2"));
+    let o = rampart(&["reload", "-c", r.config_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("sent SIGHUP to {}", r.child.id())
+    );
+    assert!(wait_for(|| get(r.port, "/", &[]).text() == "p2"));
+    // `rampart reload` checks semantics first (exit 1, nothing signalled)…
+    let missing = no_admin("p3").replace("{dir}/files", "{dir}/no-such-dir");
+    r.write_config(&missing);
+    let o = rampart(&["reload", "-c", r.config_path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-dir"));
+    // …and so does the instance on a bare SIGHUP: it logs why and keeps serving the old one.
+    r.signal("HUP");
+    assert!(wait_for(|| r.stderr().contains("reload refused")));
+    assert!(r.stderr().contains("no-such-dir"), "{}", r.stderr());
+    assert_eq!(get(r.port, "/", &[]).text(), "p2");
+}
+
+#[test]
+fn config_endpoint_redacts_secrets() {
+    let r = Rampart::with_config(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[upstream.app]
+servers = ["127.0.0.1:9"]
+sticky = { cookie = "srv", secret = "sticky-signing-key" }
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_names = ["redact.test"]
+
+[[server.route]]
+prefix = "/"
+proxy = "app"
+proxy_request_headers = { add = { "Authorization" = "Bearer upstream-token-123", "X-Api-Key" = "api-key-456", "X-Env" = "visible" } }
+"#,
+    );
+    let c = get(r.admin_port, "/config", &[]);
+    assert_eq!(c.status, 200);
+    let text = c.text();
+    for secret in ["sticky-signing-key", "upstream-token-123", "api-key-456"] {
+        assert!(!text.contains(secret), "{secret} in /config: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+    assert_eq!(v["upstream"]["app"]["sticky"]["secret"], "<redacted>");
+    // What is not secret stays readable.
+    assert_eq!(v["upstream"]["app"]["sticky"]["cookie"], "srv");
+    assert_eq!(v["server"][0]["server_names"][0], "redact.test");
+    assert!(text.contains("\"visible\""), "{text}");
+}
+
+#[test]
+fn access_log_goes_to_stdout_by_default() {
+    let r = Rampart::with_config(
+        "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n[[server.route]]\nreturn = { status = 200, body = \"hi\" }\n",
+    );
+    get(r.port, "/to-stdout", &[("X-Request-Id", "rid-stdout")]);
+    let out = r.wait_stdout(|s| s.contains("rid-stdout"));
+    assert!(
+        out.contains("\"GET /to-stdout HTTP/1.1\" 200 2 \"-\" \"-\" \"rid-stdout\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn diagnostic_log_level_is_configurable() {
+    let base = "[[server]]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = { path = \"off\" }\n[[server.route]]\nreturn = { status = 200, body = \"hi\" }\n";
+    let info = Rampart::with_config(base);
+    let debug = Rampart::with_config(&format!("[global]\nlog_level = \"debug\"\n{base}"));
+    for r in [&info, &debug] {
+        let out = raw_until_close(r.port, b"GARBAGE\r\n\r\n");
+        assert!(out.starts_with(b"HTTP/1.1 400"));
+    }
+    assert!(
+        wait_for(|| debug.stderr().contains("bad request head")),
+        "{}",
+        debug.stderr()
+    );
+    assert!(
+        !info.stderr().contains("bad request head"),
+        "{}",
+        info.stderr()
+    );
 }
 
 /// The issue's acceptance test: under wrk load, a reload every second for 20 s loses nothing.
@@ -340,4 +462,49 @@ impl OutputAsync for Command {
             child.wait_with_output().unwrap()
         }))
     }
+}
+
+/// Each server has its own access log: its own file and format.
+#[test]
+fn access_log_per_server() {
+    let r = Rampart::with_config(
+        r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_names = ["one.test"]
+access_log = { format = "combined", path = "{dir}/one.log" }
+[[server.route]]
+return = { status = 200, body = "one" }
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_names = ["two.test"]
+access_log = { format = "json", path = "{dir}/two.log" }
+[[server.route]]
+return = { status = 200, body = "two" }
+"#,
+    );
+    get(
+        r.port,
+        "/a",
+        &[("Host", "one.test"), ("X-Request-Id", "rid-one")],
+    );
+    get(
+        r.port,
+        "/b",
+        &[("Host", "two.test"), ("X-Request-Id", "rid-two")],
+    );
+    let read = |f: &str| std::fs::read_to_string(r.dir.path().join(f)).unwrap_or_default();
+    assert!(wait_for(|| read("one.log").contains("rid-one")));
+    assert!(wait_for(|| read("two.log").contains("rid-two")));
+    let one = read("one.log");
+    assert!(one.contains("\"GET /a HTTP/1.1\" 200 3 "), "{one}");
+    assert!(!one.contains("rid-two"), "{one}");
+    let two = read("two.log");
+    assert!(!two.contains("rid-one"), "{two}");
+    let v: serde_json::Value = serde_json::from_str(two.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (v["uri"].as_str(), v["server"].as_str()),
+        (Some("/b"), Some("two.test"))
+    );
 }

@@ -59,6 +59,8 @@ fn malformed_requests_get_400_and_close() {
     // NUL, bare CR in a header value; obs-fold.
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n");
     assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n");
+    // A bare LF inside a header value (what follows is no field line).
+    assert_400_and_closed(p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\nb\r\n\r\n");
     assert_400_and_closed(
         p,
         b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n  folded\r\n\r\n",
@@ -139,6 +141,122 @@ fn expect_100_continue() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(!text.contains("100 Continue"), "{text}");
+}
+
+/// A handler that reads the body (a proxy here) gets it after the server's `100 Continue`.
+#[test]
+fn expect_100_continue_is_answered_when_the_body_is_read() {
+    let up = upstream::Upstream::start("up");
+    let r = Rampart::with_config(&format!(
+        r#"
+[upstream.app]
+servers = ["{}"]
+
+[[server]]
+listen = ["127.0.0.1:{{port}}"]
+access_log = {{ path = "off" }}
+[[server.route]]
+prefix = "/"
+proxy = "app"
+"#,
+        up.addr()
+    ));
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").unwrap();
+    let mut br = BufReader::new(s.try_clone().unwrap());
+    // The client waits for the interim response before it sends the body.
+    assert_eq!(read_head(&mut br).unwrap(), "HTTP/1.1 100 Continue\r\n");
+    s.write_all(b"hello").unwrap();
+    let resp = read_response(&mut br, false).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"hello");
+}
+
+/// Over `max_connections`, further accepts wait until a connection closes.
+#[test]
+fn max_connections_holds_further_accepts_until_one_closes() {
+    let r = Rampart::with_config(&CFG.replace("[limits]\n", "[limits]\nmax_connections = 1\n"));
+    let a = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&a).write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut ra = BufReader::new(a);
+    assert_eq!(read_response(&mut ra, false).unwrap().text(), "ok GET /a");
+    // A second connection is not served while the first stays open…
+    let b = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    (&b).write_all(b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let e = (&b)
+        .read(&mut byte)
+        .expect_err("no answer while the limit is reached");
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    // …and is once it closes.
+    drop(ra);
+    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rb = BufReader::new(b);
+    let resp = read_response(&mut rb, false).unwrap();
+    assert_eq!((resp.status, resp.text()), (200, "ok GET /b".to_string()));
+}
+
+/// `Date` is an IMF-fixdate; `Connection` follows the request's version and header.
+#[test]
+fn date_and_connection_headers() {
+    let r = server();
+    let resp = get(r.port, "/", &[]);
+    let date = resp.header("date").unwrap();
+    // "Thu, 03 Dec 2026 15:39:14 GMT"
+    let p: Vec<&str> = date.split(' ').collect();
+    assert_eq!((date.len(), p.len()), (29, 6), "{date}");
+    assert!(["Mon,", "Tue,", "Wed,", "Thu,", "Fri,", "Sat,", "Sun,"].contains(&p[0]));
+    assert!(p[1].len() == 2 && p[3].len() == 4 && p[4].len() == 8 && p[5] == "GMT");
+    // HTTP/1.1 with `Connection: close`: answered with it, then closed.
+    let out = raw_until_close(
+        r.port,
+        b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("\r\nconnection: close\r\n") || text.contains("\r\nConnection: close\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("ok GET /c"), "{text}");
+    // HTTP/1.0 asking for keep-alive keeps the connection for the next request.
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /k1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut br = BufReader::new(s.try_clone().unwrap());
+    let first = read_response(&mut br, false).unwrap();
+    assert_eq!(first.text(), "ok GET /k1");
+    assert!(
+        first.head.starts_with("HTTP/1.0 200") || first.head.starts_with("HTTP/1.1 200"),
+        "{}",
+        first.head
+    );
+    assert_eq!(
+        first
+            .header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("keep-alive")
+    );
+    s.write_all(b"GET /k2 HTTP/1.0\r\n\r\n").unwrap();
+    let second = read_response(&mut br, false).unwrap();
+    assert_eq!(second.text(), "ok GET /k2");
+    // Without keep-alive, HTTP/1.0 closes after the response.
+    let mut rest = Vec::new();
+    let _ = br.read_to_end(&mut rest);
+    assert!(rest.is_empty());
 }
 
 #[test]

@@ -75,6 +75,11 @@ prefix = "/boom"
 return = { status = 503, body = "busy" }
 error_pages = { "503" = "/errors/503.html" }
 
+[[server.route]]
+prefix = "/plain/"
+root = "{dir}/errors-root"
+headers = { add = { "X-Plain" = "1" }, remove = ["Last-Modified", "Accept-Ranges", "X-Site"] }
+
 [[server]]
 listen = ["127.0.0.1:{port}"]
 server_names = ["*.wild.test"]
@@ -99,6 +104,7 @@ fn server() -> Rampart {
     let dir = TempDir::new("routing");
     dir.write("errors-root/errors/404.html", "custom not found page");
     dir.write("errors-root/errors/503.html", "custom unavailable page");
+    dir.write("errors-root/plain/f.txt", "plain file");
     Rampart::with_config_in(dir, CFG)
 }
 
@@ -219,6 +225,27 @@ fn header_edits_and_caching_headers() {
     let exp = httpdate_secs(resp.header("expires").unwrap());
     let date = httpdate_secs(resp.header("date").unwrap());
     assert!((3599..=3601).contains(&(exp - date)), "{exp} {date}");
+}
+
+#[test]
+fn response_headers_removed_per_route() {
+    let r = server();
+    // Another static route keeps the file's headers and the server's added one…
+    let kept = get(r.port, "/errors/404.html", &[("Host", "a.test")]);
+    assert_eq!(kept.status, 200);
+    assert!(kept.header("last-modified").is_some(), "{}", kept.head);
+    assert_eq!(kept.header("accept-ranges"), Some("bytes"));
+    assert_eq!(kept.header("x-site"), Some("a"));
+    // …this one removes them: the handler's and the server's.
+    let stripped = get(r.port, "/plain/f.txt", &[("Host", "a.test")]);
+    assert_eq!(
+        (stripped.status, stripped.text().as_str()),
+        (200, "plain file")
+    );
+    assert_eq!(stripped.header("x-plain"), Some("1"));
+    for h in ["last-modified", "accept-ranges", "x-site"] {
+        assert_eq!(stripped.header(h), None, "{h}: {}", stripped.head);
+    }
 }
 
 /// Seconds since the epoch of an IMF-fixdate (enough for comparing two of them).

@@ -58,6 +58,12 @@ fn conditional_requests_and_validators() {
         .status,
         412
     );
+    // HEAD: the GET's headers, no body.
+    let head = request(r.port, "HEAD", "/index.html", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("13"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert!(head.body.is_empty());
     // The directory index, and the redirect that adds the slash.
     assert_eq!(get(r.port, "/", &[]).body, b"<h1>home</h1>");
     let redir = get(r.port, "/docs?x=1", &[]);
@@ -99,6 +105,21 @@ fn ranges_single_multiple_and_unsatisfiable() {
         &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")],
     );
     assert_eq!((stale.status, stale.body.len()), (200, 10));
+    // If-Range with the current ETag or Last-Modified: the range.
+    let first = get(r.port, "/digits.txt", &[]);
+    for validator in ["etag", "last-modified"] {
+        let v = first.header(validator).unwrap();
+        let fresh = get(
+            r.port,
+            "/digits.txt",
+            &[("Range", "bytes=0-1"), ("If-Range", v)],
+        );
+        assert_eq!(
+            (fresh.status, fresh.body.as_slice()),
+            (206, &b"01"[..]),
+            "{validator}"
+        );
+    }
 }
 
 #[test]
@@ -159,6 +180,8 @@ fn nothing_escapes_the_root() {
         "/%2e%2e%2f..",
         "/a%5c..%5c..%5cetc%5cpasswd",
         "/index.html%00.txt",
+        "/a\\..\\..\\etc\\passwd",
+        "/docs\\..\\.env",
         "/.env",
         "/link.txt",
     ] {
@@ -271,4 +294,93 @@ fn uncached_files_and_their_ranges_are_byte_exact_over_http1_and_http2() {
         "HTTP/2 body differs ({} bytes)",
         out.stdout.len()
     );
+}
+
+#[test]
+fn directory_listing_off_by_default_on_with_browse_in_html_and_json() {
+    // A directory without an index and without listing: 403, as nginx.
+    let d = site();
+    d.write("noindex/a.txt", "a");
+    let off = Rampart::serve(d, &[]);
+    assert_eq!(get(off.port, "/noindex/", &[]).status, 403);
+    let d = site();
+    d.write("noindex/a.txt", "a");
+    d.write("noindex/sub/b.txt", "b");
+    let on = Rampart::serve(d, &["--browse"]);
+    let html = get(on.port, "/noindex/", &[]);
+    assert_eq!(html.status, 200);
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        html.text().contains("<a href=\"a.txt\">a.txt</a>"),
+        "{}",
+        html.text()
+    );
+    let json = get(on.port, "/noindex/", &[("Accept", "application/json")]);
+    assert_eq!(
+        json.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(v[0]["name"], "sub");
+    assert_eq!(v[0]["is_dir"], true);
+    assert_eq!(v[1]["name"], "a.txt");
+    assert_eq!(v[1]["size"], 1);
+}
+
+/// The open-file cache never serves a stale file: each change is seen by the next request.
+#[test]
+fn changed_files_are_served_fresh() {
+    let d = site();
+    let r = Rampart::serve(d, &[]);
+    let path = r.dir.path().join("hot.txt");
+    std::fs::write(&path, "version-1").unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(r.port, "/hot.txt", &[]).body, b"version-1");
+    }
+    // Rewritten in place, same length (and, as nginx's, the ETag of mtime seconds and size
+    // may not change within the second: the bytes must).
+    std::fs::write(&path, "version-2").unwrap();
+    assert_eq!(get(r.port, "/hot.txt", &[]).body, b"version-2");
+    // Rewritten with another length: new bytes and a new ETag.
+    let etag2 = get(r.port, "/hot.txt", &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    std::fs::write(&path, "version-3!").unwrap();
+    let third = get(r.port, "/hot.txt", &[]);
+    assert_eq!(third.body, b"version-3!");
+    assert_ne!(third.header("etag"), Some(etag2.as_str()));
+    // Replaced by rename.
+    std::fs::write(r.dir.path().join("tmp"), "renamed, longer").unwrap();
+    std::fs::rename(r.dir.path().join("tmp"), &path).unwrap();
+    assert_eq!(get(r.port, "/hot.txt", &[]).body, b"renamed, longer");
+    // Deleted.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(get(r.port, "/hot.txt", &[]).status, 404);
+}
+
+/// A symlink out of the root is refused unless the route allows it.
+#[test]
+fn symlinks_out_of_the_root_only_when_allowed() {
+    let cfg = r#"
+[[server]]
+listen = ["127.0.0.1:{port}"]
+access_log = { path = "off" }
+[[server.route]]
+prefix = "/open/"
+alias = "{dir}"
+follow_symlinks_outside_root = true
+[[server.route]]
+prefix = "/"
+root = "{dir}"
+"#;
+    let r = Rampart::with_config_in(site(), cfg);
+    let closed = get(r.port, "/link.txt", &[]);
+    assert_eq!(closed.status, 403);
+    assert!(!closed.text().contains("outside secret"));
+    let open = get(r.port, "/open/link.txt", &[]);
+    assert_eq!((open.status, open.text().as_str()), (200, "outside secret"));
 }

@@ -127,6 +127,18 @@ impl Rampart {
         r
     }
 
+    /// Starts `cmd` (stdout and stderr captured) and waits until it listens on `port`: for
+    /// command lines the helpers above do not build (no arguments, a wrapper such as `taskset`).
+    pub fn start(mut cmd: Command, port: u16, dir: TempDir) -> Rampart {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let config_path = dir.path().join("rampart.toml");
+        Self::started(child, port, 0, dir, config_path)
+    }
+
     /// Starts `rampart serve DIR --listen 127.0.0.1:PORT ARGS…`.
     pub fn serve(dir: TempDir, args: &[&str]) -> Rampart {
         let port = free_port();
