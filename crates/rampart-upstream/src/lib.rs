@@ -268,28 +268,59 @@ impl Upstream {
     /// `now` is the caller's clock reading for this attempt (one read serves the whole
     /// attempt: selection, breaker, budget and the head-time sample).
     pub fn select(&self, pick: &Pick<'_>, now: Instant) -> Option<Arc<Peer>> {
+        /// Per-server state bits for one selection.
+        const SOFT: u8 = 1; // not excluded, not down/draining/unhealthy/full
+        const CLOSED: u8 = 2; // its breaker lets a request through
+        const BACKUP: u8 = 4;
         if let Some(p) = pick.prefer.and_then(|i| self.peers.get(i)) {
             if !pick.exclude.contains(&p.index) && p.usable(now) {
                 return Some(p.clone());
             }
         }
-        let any_usable = self
-            .peers
-            .iter()
-            .any(|p| !pick.exclude.contains(&p.index) && p.usable(now));
-        let ok = |i: usize| {
-            let p = &self.peers[i];
-            !pick.exclude.contains(&i)
-                && if any_usable {
-                    p.usable(now)
-                } else {
-                    p.usable_ignoring_breaker()
-                }
-        };
-        // Failover: backups only when no primary is usable; failback is automatic.
-        let backup_tier = !self.peers.iter().any(|p| !p.settings.backup && ok(p.index));
-        let cand = |i: usize| self.peers[i].settings.backup == backup_tier && ok(i);
+        // Each server's state, read once: `usable` reads atomics and the breaker, and the
+        // tiers below would otherwise ask it up to three times per server.
         let n = self.peers.len();
+        let mut inline = [0u8; 16];
+        let mut heap = Vec::new();
+        let state: &mut [u8] = if n <= inline.len() {
+            &mut inline[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        let mut any_usable = false;
+        for (st, p) in state.iter_mut().zip(self.peers.iter()) {
+            if pick.exclude.contains(&p.index) || !p.usable_ignoring_breaker() {
+                continue;
+            }
+            let closed = p.breaker_available(now);
+            any_usable |= closed;
+            *st =
+                SOFT | if closed { CLOSED } else { 0 } | if p.settings.backup { BACKUP } else { 0 };
+        }
+        // Usable; when none is, usable but for an open breaker (panic mode).
+        let want = if any_usable { SOFT | CLOSED } else { SOFT };
+        let ok = |st: u8| st & want == want;
+        // Failover: backups only when no primary is usable; failback is automatic.
+        let backup_tier = !state.iter().any(|&st| st & BACKUP == 0 && ok(st));
+        let tier = if backup_tier { BACKUP } else { 0 };
+        let state = &*state;
+        let cand = |i: usize| {
+            let st = state[i];
+            st & BACKUP == tier && ok(st)
+        };
+        // One candidate (a group of one server, or one left): every method picks it, and
+        // none would change its state (smooth round robin's scores come back to where
+        // they were), so the balancer is not entered.
+        let mut cands = (0..n).filter(|&i| cand(i));
+        match (cands.next(), cands.next()) {
+            (None, _) => {
+                self.stats.no_server.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            (Some(i), None) => return Some(self.peers[i].clone()),
+            _ => {}
+        }
         let slow = self.settings.slow_start;
         let weight = |i: usize| cand(i).then(|| self.peers[i].effective_weight(now, slow));
         let load = |i: usize| cand(i).then(|| balance_load(&self.peers[i], now, slow));
@@ -378,5 +409,126 @@ fn balance_load(p: &Peer, now: Instant, slow: Duration) -> balance::Load {
         inflight: p.inflight(),
         weight: p.effective_weight(now, slow),
         ewma_us: p.ewma_us(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Two primaries (`a`, `b`) and a backup (`c`); one failure opens a breaker.
+    fn group(servers: &[(&str, bool)]) -> Upstream {
+        let peers = servers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, backup))| PeerSettings {
+                id: (*id).into(),
+                addr: Address::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 1 + i as u16,
+                },
+                weight: 1,
+                max_conns: 0,
+                backup: *backup,
+                down: false,
+                drain: false,
+                protocol: Protocol::Http1,
+            })
+            .collect();
+        let s = Duration::from_secs(60);
+        Upstream::new(UpstreamSettings {
+            name: "g".into(),
+            peers,
+            method: Method::RoundRobin,
+            connect_timeout: s,
+            send_timeout: s,
+            read_timeout: s,
+            pool: PoolSettings {
+                max_idle: 1,
+                idle_timeout: s,
+                max_requests: 0,
+                buffer_size: 16 << 10,
+            },
+            health: None,
+            breaker: BreakerSettings {
+                max_fails: 1,
+                fail_on_5xx: false,
+                cooldown: s,
+                max_cooldown: s,
+            },
+            retry: RetrySettings {
+                tries: 1,
+                methods: vec![],
+                on_error: false,
+                on_timeout: false,
+                statuses: vec![],
+                budget_percent: 0,
+                min_per_sec: 0,
+            },
+            max_inflight: 0,
+            max_queue: 0,
+            queue_timeout: s,
+            slow_start: Duration::ZERO,
+            sticky: None,
+            dns_refresh: s,
+            resolver: None,
+            proxy_protocol: None,
+        })
+        .unwrap()
+    }
+
+    fn picks(g: &Upstream, exclude: &[usize], n: usize) -> String {
+        let now = Instant::now();
+        (0..n)
+            .map(|_| {
+                let p = Pick {
+                    hash: None,
+                    prefer: None,
+                    exclude,
+                };
+                g.select(&p, now)
+                    .map_or('-', |p| p.settings.id.chars().next().unwrap_or('?'))
+            })
+            .collect()
+    }
+
+    /// Tiers and panic mode, with every server's state read once per selection: primaries
+    /// while one is usable, the backup when none is, and, when every breaker is open,
+    /// the primaries again rather than nothing (panic mode).
+    #[test]
+    fn selection_tiers_and_panic_mode() {
+        let g = group(&[("a", false), ("b", false), ("c", true)]);
+        assert_eq!(picks(&g, &[], 4), "abab");
+        assert_eq!(picks(&g, &[0], 2), "bb");
+        g.peers[0].record_failure("test");
+        assert_eq!(picks(&g, &[], 3), "bbb");
+        // `a` open, `b` excluded: the backup serves.
+        assert_eq!(picks(&g, &[1], 2), "cc");
+        g.peers[1].record_failure("test");
+        assert_eq!(picks(&g, &[], 2), "cc");
+        g.peers[2].record_failure("test");
+        // Every breaker open: panic mode over the primaries.
+        assert_eq!(picks(&g, &[], 4), "abab");
+        assert_eq!(picks(&g, &[0, 1, 2], 1), "-");
+        // A group of one.
+        let one = group(&[("x", false)]);
+        assert_eq!(picks(&one, &[], 2), "xx");
+        assert_eq!(picks(&one, &[0], 1), "-");
+        let twenty: Vec<(String, bool)> = (0..20).map(|i| (format!("{i}"), false)).collect();
+        let named: Vec<(&str, bool)> = twenty.iter().map(|(s, b)| (s.as_str(), *b)).collect();
+        // More servers than the inline state holds.
+        let big = group(&named);
+        let mut seen = std::collections::HashSet::new();
+        let now = Instant::now();
+        for _ in 0..20 {
+            let p = Pick {
+                hash: None,
+                prefer: None,
+                exclude: &[],
+            };
+            seen.insert(big.select(&p, now).unwrap().index);
+        }
+        assert_eq!(seen.len(), 20);
     }
 }

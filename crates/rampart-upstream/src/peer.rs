@@ -258,7 +258,12 @@ impl Peer {
 
     /// Whether new requests may go here now.
     pub fn usable(&self, now: Instant) -> bool {
-        self.usable_ignoring_breaker() && self.breaker.available(now)
+        self.usable_ignoring_breaker() && self.breaker_available(now)
+    }
+
+    /// Its breaker lets a request through (closed, expired open, or half-open without a trial).
+    pub(crate) fn breaker_available(&self, now: Instant) -> bool {
+        self.breaker.available(now)
     }
 
     /// Usable but for an open breaker (panic mode: when every server's breaker is open,
