@@ -193,18 +193,78 @@ impl Hosts {
     /// Finds the site for a connection's local address and a host name. A connection accepted on
     /// `0.0.0.0:80` has a concrete local address, so the wildcard address is tried second.
     pub fn select(&self, local: SocketAddr, host: &str) -> Option<&Arc<Site>> {
-        let table = self.by_addr.get(&local).or_else(|| {
-            let any = match local {
-                SocketAddr::V4(a) => SocketAddr::from(([0, 0, 0, 0], a.port())),
-                SocketAddr::V6(a) => SocketAddr::from(([0u16; 8], a.port())),
-            };
-            self.by_addr.get(&any)
-        })?;
+        let any = match local {
+            SocketAddr::V4(a) => SocketAddr::from(([0, 0, 0, 0], a.port())),
+            SocketAddr::V6(a) => SocketAddr::from(([0u16; 8], a.port())),
+        };
+        let table = if self.by_addr.len() <= 4 {
+            // A few addresses (the usual case) are compared in turn: cheaper than hashing a
+            // `SocketAddr` with SipHash, once or twice, on every request. The exact address
+            // wins over the wildcard one, as below.
+            let mut found = None;
+            for (a, t) in &self.by_addr {
+                if *a == local {
+                    found = Some(t);
+                    break;
+                }
+                if *a == any {
+                    found = Some(t);
+                }
+            }
+            found
+        } else {
+            self.by_addr.get(&local).or_else(|| self.by_addr.get(&any))
+        }?;
         table.select(host)
     }
 
     /// The addresses to listen on.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.by_addr.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Site;
+
+    fn site(label: &str) -> Arc<Site> {
+        Arc::new(Site {
+            label: label.into(),
+            routes: RouteTable::default(),
+            error_pages: HashMap::new(),
+            headers: Default::default(),
+            access_log: None,
+        })
+    }
+
+    /// The exact local address wins over the wildcard one on its port, whatever the
+    /// table's order, with a few addresses (compared in turn) and with many (hashed).
+    #[test]
+    fn listen_address_selection() {
+        let label = |h: &Hosts, local: &str| {
+            h.select(local.parse().unwrap(), "x")
+                .map(|s| s.label.clone())
+        };
+        for extra in [0u16, 10] {
+            let mut h = Hosts::default();
+            let add = |h: &mut Hosts, addr: &str, name: &str| {
+                h.table_mut(addr.parse().unwrap())
+                    .add(&site(name), &[], false);
+            };
+            add(&mut h, "0.0.0.0:80", "any");
+            add(&mut h, "127.0.0.1:80", "lo");
+            add(&mut h, "[::]:80", "any6");
+            for p in 0..extra {
+                add(&mut h, &format!("10.0.0.1:{}", 9000 + p), "other");
+            }
+            assert_eq!(label(&h, "127.0.0.1:80").as_deref(), Some("lo"));
+            assert_eq!(label(&h, "10.1.2.3:80").as_deref(), Some("any"));
+            assert_eq!(label(&h, "[::1]:80").as_deref(), Some("any6"));
+            assert_eq!(label(&h, "127.0.0.1:81"), None);
+            assert_eq!(label(&h, "[::1]:81"), None);
+        }
     }
 }
