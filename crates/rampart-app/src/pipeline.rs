@@ -47,8 +47,8 @@ pub async fn handle(
     // The client side of a protocol switch (WebSocket, or a CONNECT tunnel over HTTP/1), taken
     // before the head is split up.
     let connect = req.method() == Method::CONNECT;
-    let on_upgrade = ((req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE))
+    let fields = FieldScan::of(req.headers());
+    let on_upgrade = ((req.version() == Version::HTTP_11 && fields.upgrade)
         || (connect && req.version() < Version::HTTP_2))
         .then(|| rampart_server::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -61,7 +61,7 @@ pub async fn handle(
     );
 
     // 1. admit
-    if let Err(status) = admit(snap, &parts, &mut x) {
+    if let Err(status) = admit(snap, &parts, &fields, &mut x) {
         let site = snap.hosts.select(conn.local, "").cloned();
         let mut resp = default_error(status);
         if parts.version < Version::HTTP_2 {
@@ -283,7 +283,48 @@ async fn tunnel(
 }
 
 /// Protocol checks every request passes before routing.
-fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusCode> {
+/// What one pass over a request's fields tells the protocol checks (a pass the head-size
+/// check makes anyway): four hash lookups per request fewer.
+struct FieldScan {
+    /// An `Upgrade` field is present.
+    upgrade: bool,
+    /// The first `Transfer-Encoding`: `Some(true)` when it is exactly `chunked`.
+    te_chunked: Option<bool>,
+    /// The first `Content-Length`: `Some(true)` when it is not `0`.
+    cl_nonzero: Option<bool>,
+    /// Names, values and their separators, as the head-size limit counts them.
+    bytes: usize,
+}
+
+impl FieldScan {
+    fn of(h: &http::HeaderMap) -> Self {
+        let mut f = FieldScan {
+            upgrade: false,
+            te_chunked: None,
+            cl_nonzero: None,
+            bytes: 0,
+        };
+        for (n, v) in h {
+            f.bytes += n.as_str().len() + v.len() + 4;
+            if n == header::UPGRADE {
+                f.upgrade = true;
+            } else if n == header::TRANSFER_ENCODING {
+                f.te_chunked
+                    .get_or_insert_with(|| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+            } else if n == header::CONTENT_LENGTH {
+                f.cl_nonzero.get_or_insert_with(|| v.as_bytes() != b"0");
+            }
+        }
+        f
+    }
+}
+
+fn admit(
+    snap: &Snapshot,
+    parts: &Parts,
+    fields: &FieldScan,
+    x: &mut Exchange,
+) -> Result<(), StatusCode> {
     let uri = &parts.uri;
     let target_len = uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > snap.limits.max_uri_length {
@@ -331,28 +372,16 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
     };
     x.host = host;
     // Framing: a request with both Transfer-Encoding and Content-Length is a smuggling attempt.
-    if parts.version < Version::HTTP_2
-        && parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    if parts.version < Version::HTTP_2 && fields.te_chunked.is_some() && fields.cl_nonzero.is_some()
     {
         return Err(StatusCode::BAD_REQUEST);
     }
     // Only plain `chunked` framing is understood (nginx answers 501 to anything else).
-    if parts.version < Version::HTTP_2 {
-        if let Some(te) = parts.headers.get(header::TRANSFER_ENCODING) {
-            if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
-                return Err(StatusCode::NOT_IMPLEMENTED);
-            }
-        }
+    if parts.version < Version::HTTP_2 && fields.te_chunked == Some(false) {
+        return Err(StatusCode::NOT_IMPLEMENTED);
     }
     // Head size: hyper's buffer cannot be set below 8 KiB, so smaller limits are checked here.
-    let head_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + target_len;
-    if head_bytes > snap.limits.max_header_size {
+    if fields.bytes + target_len > snap.limits.max_header_size {
         return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     if parts.method == Method::CONNECT {
@@ -363,11 +392,7 @@ fn admit(snap: &Snapshot, parts: &Parts, x: &mut Exchange) -> Result<(), StatusC
         // Authority form only (`host:port`), and no body: what follows the head is the tunnel.
         let target =
             crate::handlers::forward::Target::from_uri(uri).ok_or(StatusCode::BAD_REQUEST)?;
-        let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-            || parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() != b"0");
+        let has_body = fields.te_chunked.is_some() || fields.cl_nonzero == Some(true);
         if has_body {
             return Err(StatusCode::BAD_REQUEST);
         }
