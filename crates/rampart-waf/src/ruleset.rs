@@ -332,14 +332,23 @@ impl LoadReport {
     }
 }
 
+/// One entry of a phase's rule list: what the phase loop reads before it touches the
+/// rule itself (markers are passed over without loading their `Rule`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Step {
+    /// Index into `Inner::rules`.
+    pub rule: usize,
+    /// For a rule with `skipAfter`: the position in this list of the first later marker
+    /// of that name (the list's length when there is none). CRS at PL1 skips its PL2-4
+    /// rules this way; the phase loop jumps over them.
+    pub jump: usize,
+    pub marker: bool,
+}
+
 pub(crate) struct Inner {
     pub rules: Vec<Rule>,
-    /// Rule indexes per phase (index 1–5); markers appear in every phase.
-    pub phases: [Vec<usize>; 6],
-    /// Per phase and position in `phases`: for a rule with `skipAfter`, the position of
-    /// the first later marker of that name (the list's length when there is none). CRS at
-    /// PL1 skips its PL2-4 rules this way; the phase loop jumps over them.
-    pub skip_to: [Vec<usize>; 6],
+    /// The rules of each phase in order (index 1–5); markers appear in every phase.
+    pub phases: [Vec<Step>; 6],
     pub config: Config,
     /// Disruptive action `block` resolves to, per phase.
     pub default_disruptive: [Disruptive; 6],
@@ -467,6 +476,6 @@ impl RuleSet {
     pub fn has_rules_in(&self, phase: Phase) -> bool {
         self.inner.phases[phase.number() as usize]
             .iter()
-            .any(|&i| self.inner.rules[i].marker.is_none())
+            .any(|s| !s.marker)
     }
 }

@@ -842,22 +842,21 @@ impl Transaction {
     fn eval_phase(&mut self, phase: Phase) {
         let rs = self.rs.clone();
         let list = &rs.phases[phase.number() as usize];
-        let jumps = &rs.skip_to[phase.number() as usize];
         let mut skip = 0u32;
         let mut p = 0;
-        while let Some(&idx) = list.get(p) {
+        while let Some(step) = list.get(p) {
             p += 1;
             if self.mode == EngineMode::Off {
                 return;
             }
-            let rule = &rs.rules[idx];
-            if rule.marker.is_some() {
+            if step.marker {
                 continue;
             }
             if skip > 0 {
                 skip -= 1;
                 continue;
             }
+            let rule = &rs.rules[step.rule];
             if self.is_removed(rule) {
                 continue;
             }
@@ -869,7 +868,7 @@ impl Transaction {
                 if rule.skip_after.is_some() {
                     // To the marker (passed over next) or past the end: the rules
                     // between are skipped, markers of other names included.
-                    p = jumps.get(p - 1).copied().unwrap_or(list.len());
+                    p = step.jump;
                 }
                 skip = rule.skip;
             }

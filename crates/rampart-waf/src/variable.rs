@@ -396,7 +396,9 @@ pub struct Target {
     pub count: bool,
     /// The MATCHED_VARS entry of a hit when the name does not depend on the request
     /// (`&TX:x`, scalars such as `REQUEST_METHOD`): built at load, not per request.
-    pub(crate) name: Option<crate::collection::Entry>,
+    /// Boxed: read only on a hit, while the rest of the target is read for every rule
+    /// walked (inline it made a target ~190 bytes, three cache lines).
+    pub(crate) name: Option<Box<crate::collection::Entry>>,
 }
 
 /// A `!VAR:key` exclusion.
@@ -528,9 +530,9 @@ pub fn parse_targets(s: &str) -> Result<Targets, String> {
                     Selector::Key(k, _) if count => Some(k.as_str()),
                     _ => None,
                 };
-                crate::collection::Collection::keyed(
+                Box::new(crate::collection::Collection::keyed(
                     crate::transaction::var_name(kind, key, count).into(),
-                )
+                ))
             });
             t.targets.push(Target {
                 kind,

@@ -7,7 +7,7 @@ use crate::byteset::{ByteSet, Needs};
 use crate::error::{Location, WafError};
 use crate::operator::{OpEnv, OpError, Operator, OperatorSpec};
 use crate::rule::{Disruptive, Link, Phase, Rule};
-use crate::ruleset::{Config, Inner, LoadReport, Loader, RuleSet, Unsupported};
+use crate::ruleset::{Config, Inner, LoadReport, Loader, RuleSet, Step, Unsupported};
 use crate::transform::Transform;
 use crate::variable::{parse_targets, Targets};
 use std::collections::HashMap;
@@ -480,16 +480,20 @@ impl<'a> Parser<'a> {
             }
         }
         let rules = &self.rules;
-        let skip_to: [Vec<usize>; 6] = std::array::from_fn(|ph| {
+        let phases: [Vec<Step>; 6] = std::array::from_fn(|ph| {
             let list = &phases[ph];
             list.iter()
                 .enumerate()
-                .map(|(p, &i)| match &rules[i].skip_after {
-                    Some(name) => list[p + 1..]
-                        .iter()
-                        .position(|&j| rules[j].marker.as_deref() == Some(name.as_str()))
-                        .map_or(list.len(), |o| p + 1 + o),
-                    None => 0,
+                .map(|(p, &i)| Step {
+                    rule: i,
+                    jump: match &rules[i].skip_after {
+                        Some(name) => list[p + 1..]
+                            .iter()
+                            .position(|&j| rules[j].marker.as_deref() == Some(name.as_str()))
+                            .map_or(list.len(), |o| p + 1 + o),
+                        None => 0,
+                    },
+                    marker: rules[i].marker.is_some(),
                 })
                 .collect()
         });
@@ -506,7 +510,6 @@ impl<'a> Parser<'a> {
         let inner = Inner {
             rules: self.rules,
             phases,
-            skip_to,
             config: self.config,
             default_disruptive,
             default_status,
