@@ -77,7 +77,8 @@ pub struct MatchedRule {
     pub logdata: String,
     /// `severity`, if set.
     pub severity: Option<Severity>,
-    /// `tag`s (shared with the rule: recording a match copies no strings).
+    /// `tag`s (shared with the rule: recording a match copies no strings; empty for a
+    /// `nolog` rule that did not interrupt).
     pub tags: std::sync::Arc<[String]>,
     /// Name of the variable that matched last (`ARGS:id`).
     pub matched_var_name: std::sync::Arc<str>,
@@ -88,7 +89,7 @@ pub struct MatchedRule {
     pub log: bool,
     /// Whether the rule interrupted the transaction.
     pub disruptive: bool,
-    /// Rule file and line.
+    /// Rule file (empty for a `nolog` rule that did not interrupt).
     pub file: std::sync::Arc<str>,
     /// Line in `file`.
     pub line: usize,

@@ -353,6 +353,11 @@ pub(crate) struct Inner {
     /// Disruptive action `block` resolves to, per phase.
     pub default_disruptive: [Disruptive; 6],
     pub default_status: [Option<u16>; 6],
+    /// Tags and file recorded for matches nobody reads (`nolog`, not interrupting): one
+    /// shared empty value each, so recording CRS's ~90 bookkeeping matches a request
+    /// does not touch (and count up and down) every matching rule's own allocations.
+    pub no_tags: Arc<[String]>,
+    pub no_file: Arc<str>,
 }
 
 /// A compiled rule set: immutable, `Send + Sync`, cheap to clone (shared by `Arc`).

@@ -951,12 +951,20 @@ impl Transaction {
             msg,
             logdata,
             severity: rule.severity.and_then(Severity::from_u8),
-            tags: rule.tags.clone(),
+            tags: if detail {
+                rule.tags.clone()
+            } else {
+                rs.no_tags.clone()
+            },
             matched_var_name: self.matched_var_name.clone(),
             matched_data: data,
             log: rule.log,
             disruptive: interrupted,
-            file: rule.file.clone(),
+            file: if detail {
+                rule.file.clone()
+            } else {
+                rs.no_file.clone()
+            },
             line: rule.line,
         });
     }

@@ -366,6 +366,30 @@ SecRuleUpdateActionById 1 "pass,msg:'new',severity:CRITICAL,tag:'tuned',t:lowerc
 }
 
 #[test]
+fn unlogged_matches_record_no_texts_tags_or_file() {
+    let r = rs(r#"
+SecRuleEngine On
+SecRule ARGS "@contains a" "id:1,phase:1,pass,nolog,msg:'quiet',tag:'bookkeeping'"
+SecRule ARGS "@contains b" "id:2,phase:1,pass,log,msg:'loud',tag:'attack-x'"
+SecRule ARGS "@contains c" "id:3,phase:1,deny,nolog,msg:'stops',tag:'attack-y'"
+"#);
+    let tx = get(&r, "/?x=abc");
+    let m = tx.matched_rules();
+    assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3]);
+    // A `nolog` match that did not interrupt: id, phase and variable only.
+    assert_eq!(
+        (m[0].msg.as_str(), m[0].tags.len(), &*m[0].file),
+        ("", 0, "")
+    );
+    assert_eq!(&*m[0].matched_var_name, "ARGS:x");
+    // Logged, or interrupting although `nolog`: everything.
+    for (m, msg, tag) in [(&m[1], "loud", "attack-x"), (&m[2], "stops", "attack-y")] {
+        assert_eq!((m.msg.as_str(), &*m.tags), (msg, &[tag.to_string()][..]));
+        assert!(!m.file.is_empty() && m.line > 0, "{:?}", m.file);
+    }
+}
+
+#[test]
 fn load_report_summary_lists_unsupported_ignored_and_regex_engines() {
     let (_, report) = RuleSet::from_text(
         "r.conf",

@@ -513,6 +513,8 @@ impl<'a> Parser<'a> {
             config: self.config,
             default_disruptive,
             default_status,
+            no_tags: Arc::from(Vec::new()),
+            no_file: Arc::from(""),
         };
         Ok((RuleSet::from_inner(inner), self.report))
     }
