@@ -282,7 +282,6 @@ async fn tunnel(
     resp
 }
 
-/// Protocol checks every request passes before routing.
 /// What one pass over a request's fields tells the protocol checks (a pass the head-size
 /// check makes anyway): four hash lookups per request fewer.
 struct FieldScan {
@@ -319,6 +318,7 @@ impl FieldScan {
     }
 }
 
+/// Protocol checks every request passes before routing.
 fn admit(
     snap: &Snapshot,
     parts: &Parts,

@@ -147,19 +147,9 @@ fn expect_100_continue() {
 #[test]
 fn expect_100_continue_is_answered_when_the_body_is_read() {
     let up = upstream::Upstream::start("up");
-    let r = Rampart::with_config(&format!(
-        r#"
-[upstream.app]
-servers = ["{}"]
-
-[[server]]
-listen = ["127.0.0.1:{{port}}"]
-access_log = {{ path = "off" }}
-[[server.route]]
-prefix = "/"
-proxy = "app"
-"#,
-        up.addr()
+    let r = Rampart::with_config(&proxy_config(
+        &format!("[upstream.app]\nservers = [\"{}\"]", up.addr()),
+        "",
     ));
     let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

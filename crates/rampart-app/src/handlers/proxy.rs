@@ -188,6 +188,11 @@ fn is_hop(name: &HeaderName, named: &ConnectionNamed<'_>) -> bool {
         || named.names(name)
 }
 
+/// The comma-separated tokens of a list field's value, trimmed (empty ones included).
+fn list_tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
 /// The field names a message's `Connection` lists (hop-by-hop too), as borrowed tokens: no
 /// list of `HeaderName`s is built (nginx and most servers send `Connection: keep-alive` on
 /// every response; building one per response cost ~750 instructions).
@@ -212,8 +217,7 @@ impl<'a> ConnectionNamed<'a> {
             return c;
         }
         let all = h.get_all(header::CONNECTION);
-        for t in all.iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')) {
-            let t = t.trim_ascii();
+        for t in all.iter().flat_map(|v| list_tokens(v.as_bytes())) {
             if t.is_empty()
                 || t.eq_ignore_ascii_case(b"keep-alive")
                 || t.eq_ignore_ascii_case(b"upgrade")
@@ -237,11 +241,10 @@ impl<'a> ConnectionNamed<'a> {
             None => self.tokens[..self.n]
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name)),
-            Some(values) => values.iter().any(|v| {
-                v.as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-            }),
+            Some(values) => values
+                .iter()
+                .flat_map(|v| list_tokens(v.as_bytes()))
+                .any(|t| t.eq_ignore_ascii_case(name)),
         }
     }
 }
