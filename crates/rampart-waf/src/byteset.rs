@@ -105,10 +105,14 @@ impl ByteSet {
 ///
 /// Held inline (not a `Vec`): it is read for nearly every (rule, value) pair, and a
 /// separate allocation per operator cost a cache miss per rule walked.
+///
+/// `repr(C)`, count first: in [`crate::rule::LinkHot`] the count shares a cache line
+/// with the most selective set.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(crate) struct Needs {
-    sets: [ByteSet; NEEDS_MAX],
     len: u8,
+    sets: [ByteSet; NEEDS_MAX],
 }
 
 /// At most this many sets are kept (the most selective ones).

@@ -2,9 +2,9 @@
 //! the disruptive action live on the rule, each link has its own targets and operator.
 
 use crate::action::{ctl::Ctl, setvar::SetVar};
-use crate::byteset::ByteSet;
+use crate::byteset::{ByteSet, Needs};
 use crate::macros::MacroStr;
-use crate::operator::OperatorSpec;
+use crate::operator::Operator;
 use crate::transform::Transform;
 use crate::variable::Targets;
 use std::sync::Arc;
@@ -69,25 +69,127 @@ pub(crate) enum Effect {
     Ctl(Ctl),
 }
 
-/// One condition of a rule (the rule itself or a chained rule).
-#[derive(Debug)]
-pub(crate) struct Link {
+/// What a link's operator is, as far as the rule walk needs to know before loading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum OpKind {
+    /// SecAction: no operator, matches once.
+    None,
+    /// An operator without a macro parameter (`@rx`, `@pm`, …).
+    Plain,
+    /// An operator whose parameter is a macro, expanded per evaluation (`@lt %{tx.x}`).
+    Param,
+}
+
+/// The part of a [`Link`] the rule walk reads for every value: most (rule, value)
+/// checks end in a byte-set rejection that needs nothing else. Laid out by hand
+/// (`repr(C)`, 64-byte aligned) so that rejection reads two cache lines: the first
+/// holds the target lists, the flags and the start of `triggers`; the second the rest
+/// of `triggers`, the needs count and the most selective needs set.
+#[derive(Debug, Clone)]
+#[repr(C, align(64))]
+pub(crate) struct LinkHot {
     pub targets: Targets,
-    /// `None` for SecAction (always matches once).
-    pub op: Option<OperatorSpec>,
-    pub transforms: Vec<Transform>,
-    /// Interned id of `transforms`, the key of the per-transaction cache.
+    /// Interned id of the link's transformations, the key of the per-transaction cache.
     pub tchain: u32,
+    pub op: OpKind,
+    /// [`LinkHot::NEGATED`], [`LinkHot::MULTI_MATCH`], [`LinkHot::CAPTURE`],
+    /// [`LinkHot::HAS_TRIGGERS`].
+    flags: u8,
+    /// Bytes that may make the transformations change a value (valid with
+    /// `HAS_TRIGGERS`; without it any value may change); a value without them is its
+    /// own transformed value.
+    triggers: ByteSet,
+    /// Bytes a value must contain for the operator to match it (the operator's own
+    /// `needs`, held here so rejecting a value does not load the operator).
+    pub needs: Needs,
+}
+
+impl LinkHot {
+    const NEGATED: u8 = 1;
+    const MULTI_MATCH: u8 = 2;
+    const CAPTURE: u8 = 4;
+    const HAS_TRIGGERS: u8 = 8;
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        targets: Targets,
+        tchain: u32,
+        op: OpKind,
+        needs: Needs,
+        triggers: Option<ByteSet>,
+        negated: bool,
+        multi_match: bool,
+        capture: bool,
+    ) -> LinkHot {
+        let mut h = LinkHot {
+            targets,
+            tchain,
+            op,
+            flags: 0,
+            triggers: ByteSet::EMPTY,
+            needs,
+        };
+        h.set_triggers(triggers);
+        h.set(Self::NEGATED, negated);
+        h.set(Self::MULTI_MATCH, multi_match);
+        h.set(Self::CAPTURE, capture);
+        h
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.flags |= bit;
+        } else {
+            self.flags &= !bit;
+        }
+    }
+
+    /// Negated operator (`!@rx`).
+    #[inline]
+    pub fn negated(&self) -> bool {
+        self.flags & Self::NEGATED != 0
+    }
+
+    #[inline]
+    pub fn multi_match(&self) -> bool {
+        self.flags & Self::MULTI_MATCH != 0
+    }
+
+    #[inline]
+    pub fn capture(&self) -> bool {
+        self.flags & Self::CAPTURE != 0
+    }
+
+    /// True when no transformation of the chain changes a value whose bytes are (a
+    /// subset of) `have`: it is its own transformed value.
+    #[inline]
+    pub fn unchanged(&self, have: &ByteSet) -> bool {
+        self.flags & Self::HAS_TRIGGERS != 0 && !self.triggers.intersects(have)
+    }
+
+    pub fn set_triggers(&mut self, t: Option<ByteSet>) {
+        self.set(Self::HAS_TRIGGERS, t.is_some());
+        self.triggers = t.unwrap_or(ByteSet::EMPTY);
+    }
+}
+
+/// One condition of a rule (the rule itself or a chained rule): the hot part first,
+/// then what only a value that passed the byte-set checks (or a hit) reads. Inline,
+/// not boxed: lines of it the walk does not read cost nothing, and a box would cost a
+/// pointer chase whenever they are read (the operator, for about half the links).
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Link {
+    pub hot: LinkHot,
+    /// `None` for SecAction (always matches once).
+    pub op: Option<Operator>,
+    pub transforms: Vec<Transform>,
     /// Interned id of each prefix `transforms[..=k]`, and whether that prefix is shared
     /// with another chain (then intermediate results are worth caching).
     pub tprefix: Vec<(u32, bool)>,
-    /// Bytes that may make `transforms` change a value (`None`: any value may change);
-    /// a value without them is its own transformed value.
-    pub triggers: Option<ByteSet>,
     /// [`Transform::trigger_bytes`] of each transformation.
     pub stage_triggers: Vec<Option<ByteSet>>,
-    pub multi_match: bool,
-    pub capture: bool,
     pub effects: Vec<Effect>,
 }
 
@@ -110,4 +212,28 @@ pub(crate) struct Rule {
     pub marker: Option<String>,
     pub file: Arc<str>,
     pub line: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The layout [`LinkHot`] documents: three cache lines, the reject path's fields in
+    /// the first two (the needs count and its first set included).
+    #[test]
+    fn hot_layout() {
+        assert_eq!(size_of::<LinkHot>(), 192);
+        assert_eq!(size_of::<Needs>(), 8 + 3 * 32, "count, then the sets");
+        assert!(offset_of!(LinkHot, triggers) + 32 <= 128);
+        assert!(offset_of!(LinkHot, needs) + 8 + 32 <= 128);
+        eprintln!(
+            "sizes: Link {} LinkHot {} Rule {} Operator {} Target {}",
+            size_of::<Link>(),
+            size_of::<LinkHot>(),
+            size_of::<Rule>(),
+            size_of::<Operator>(),
+            size_of::<crate::variable::Target>(),
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The compiled, shareable rule set and how it is loaded.
 
 use crate::error::WafError;
-use crate::operator::{Engine, Operator, OperatorSpec};
+use crate::operator::{Engine, Operator};
 use crate::rule::{Disruptive, Phase, Rule};
 use crate::seclang::parser::Parser;
 use crate::transaction::Transaction;
@@ -250,10 +250,7 @@ pub(crate) fn regex_engines_of(rules: &[Rule]) -> Vec<(u32, RegexEngine)> {
         .filter(|r| r.marker.is_none())
         .flat_map(|r| {
             r.links.iter().filter_map(move |l| match &l.op {
-                Some(OperatorSpec {
-                    op: Operator::Rx(re),
-                    ..
-                }) => Some((r.id, RegexEngine::from(re.engine()))),
+                Some(Operator::Rx(re)) => Some((r.id, RegexEngine::from(re.engine()))),
                 _ => None,
             })
         })

@@ -9,8 +9,8 @@ use crate::byteset::ByteSet;
 use crate::collection::Collection;
 use crate::macros::{MacroKey, MacroStr, Part};
 use crate::operator::numeric::atoi;
-use crate::operator::OperatorSpec;
-use crate::rule::{AllowScope, Disruptive, Effect, Link, Phase, Rule};
+use crate::operator::Operator;
+use crate::rule::{AllowScope, Disruptive, Effect, Link, LinkHot, OpKind, Phase, Rule};
 use crate::ruleset::{EngineMode, Inner};
 use crate::variable::{Exclusion, Selector, Target, VarKind};
 use std::borrow::Cow;
@@ -253,7 +253,7 @@ fn transform_into(
     cache_put(
         cache,
         cache_bytes,
-        cache_key(link.tchain, v),
+        cache_key(link.hot.tchain, v),
         v,
         r.clone(),
         set,
@@ -878,7 +878,7 @@ impl Transaction {
     fn eval_rule(&mut self, rule: &Rule) -> bool {
         self.matched_vars.clear();
         for link in &rule.links {
-            if !self.eval_link(rule, link) {
+            if !self.eval_link(rule, link, &link.hot) {
                 return false;
             }
         }
@@ -969,36 +969,42 @@ impl Transaction {
         });
     }
 
-    fn eval_link(&mut self, rule: &Rule, link: &Link) -> bool {
-        let Some(op) = &link.op else {
-            // SecAction: unconditional, effects once.
-            self.run_effects(rule, &link.effects);
-            return true;
-        };
-        let param = match op.macro_param() {
-            Some(m) => self.expand_value(m, rule),
-            None => Expanded::Static(&[]),
+    /// Evaluates `link` of `rule`; `hot` is its hot part. The rest of the link (operator,
+    /// transformations, effects) is read only when a value gets past the byte-set
+    /// checks, or on a hit.
+    fn eval_link(&mut self, rule: &Rule, link: &Link, hot: &LinkHot) -> bool {
+        let param = match hot.op {
+            OpKind::None => {
+                // SecAction: unconditional, effects once.
+                self.run_effects(rule, &link.effects);
+                return true;
+            }
+            OpKind::Param => match link.op.as_ref().and_then(Operator::macro_param) {
+                Some(m) => self.expand_value(m, rule),
+                None => Expanded::Static(&[]),
+            },
+            OpKind::Plain => Expanded::Static(&[]),
         };
         // One walk over the values, borrowing them: most links match nothing, and
         // those that do record their hits; the bookkeeping and effects of each hit
         // run afterwards, in order (values are chosen before any effect runs, as
         // ModSecurity collects them before it evaluates).
         let mut hits = std::mem::take(&mut self.scratch_hits);
-        self.find_hits(rule, link, op, &param, &mut hits);
+        self.find_hits(rule, link, hot, &param, &mut hits);
         if hits.is_empty() {
             // Most links: nothing to drain (a `Drain` costs even when empty).
             self.scratch_hits = hits;
             return false;
         }
         for h in hits.drain(..) {
-            if link.capture {
+            if hot.capture() {
                 for (i, c) in h.captures.iter().enumerate().take(10) {
                     self.tx.set(DIGITS[i], c);
                 }
             }
             // The target's fixed name (borrowed from the rule), else one built for this hit.
             let built;
-            let e = match link
+            let e = match hot
                 .targets
                 .targets
                 .get(h.target)
@@ -1054,14 +1060,15 @@ impl Transaction {
         &mut self,
         rule: &Rule,
         link: &Link,
-        op: &OperatorSpec,
+        hot: &LinkHot,
         param: &[u8],
         hits: &mut Vec<Hit>,
     ) {
         let mut guard = self.cache.borrow_mut();
         let (cache, cache_bytes) = &mut *guard;
+        let negated = hot.negated();
         // `eval_with` answers "no match" for these without a search: skip the call.
-        let rejects = |set: &ByteSet| !op.negated && !op.needs.may_hold(set);
+        let rejects = |set: &ByteSet| !negated && !hot.needs.may_hold(set);
         let mut check = |ti: usize, t: &Target, k: ValKey<'_>, v: &Arc<[u8]>, vset: &ByteSet| {
             // The hit's key, built only on a hit whose name the target does not fix.
             let key = || match k {
@@ -1071,8 +1078,11 @@ impl Transaction {
                 ValKey::Entry(k) => Some(k.clone()),
             };
             let mut test = |tv: &Arc<[u8]>, set: &ByteSet| {
-                let r = op.eval_with(tv, set, param, link.capture);
-                if r.is_some() != op.negated {
+                let r = link
+                    .op
+                    .as_ref()
+                    .and_then(|op| op.eval_with(&hot.needs, tv, set, param, hot.capture()));
+                if r.is_some() != negated {
                     hits.push(Hit {
                         kind: t.kind,
                         key: key(),
@@ -1084,7 +1094,7 @@ impl Transaction {
                     });
                 }
             };
-            if link.multi_match {
+            if hot.multi_match() {
                 // The value and every stage that changed it.
                 test(v, vset);
                 let mut cur: Arc<[u8]> = v.clone();
@@ -1104,7 +1114,7 @@ impl Transaction {
                         }
                     }
                 }
-            } else if link.triggers.is_some_and(|trig| !trig.intersects(vset)) {
+            } else if hot.unchanged(vset) {
                 // No transformation of the chain changes this value (always so for an
                 // empty chain). A value lacking the bytes the operator needs is no hit
                 // (unless negated): answered here, without entering `test`.
@@ -1112,7 +1122,7 @@ impl Transaction {
                     test(v, vset);
                 }
             } else {
-                match cache.get(&cache_key(link.tchain, v)) {
+                match cache.get(&cache_key(hot.tchain, v)) {
                     Some(c) => {
                         if !rejects(&c.set) {
                             test(&c.val, &c.set);
@@ -1125,10 +1135,10 @@ impl Transaction {
                 }
             }
         };
-        for (ti, t) in link.targets.targets.iter().enumerate() {
+        for (ti, t) in hot.targets.targets.iter().enumerate() {
             if t.count {
                 let mut n = 0usize;
-                self.visit_values(rule, link, t, &|_| false, &mut |_, _, _| {
+                self.visit_values(rule, hot, t, &|_| false, &mut |_, _, _| {
                     n += 1;
                     false
                 });
@@ -1142,12 +1152,9 @@ impl Transaction {
                 // No value of a collection is a hit when the chain leaves every value
                 // unchanged (none has a trigger byte) and none has the bytes the
                 // operator needs: judged once from the bytes of all its values.
-                let none_can_hit = |all: &ByteSet| {
-                    !link.multi_match
-                        && link.triggers.is_some_and(|trig| !trig.intersects(all))
-                        && rejects(all)
-                };
-                self.visit_values(rule, link, t, &none_can_hit, &mut |k, v, vset| {
+                let none_can_hit =
+                    |all: &ByteSet| !hot.multi_match() && hot.unchanged(all) && rejects(all);
+                self.visit_values(rule, hot, t, &none_can_hit, &mut |k, v, vset| {
                     check(ti, t, k, v, vset);
                     false
                 });
@@ -1166,7 +1173,7 @@ impl Transaction {
     fn visit_values<P, F>(
         &self,
         rule: &Rule,
-        link: &Link,
+        hot: &LinkHot,
         t: &Target,
         skip_all: &P,
         f: &mut F,
@@ -1197,10 +1204,10 @@ impl Transaction {
             }
             // Only consult exclusions when one could apply to this collection.
             let may_exclude = self.target_removals.iter().any(|(_, e)| e.kind == t.kind)
-                || link.targets.exclusions.iter().any(|e| e.kind == t.kind);
+                || hot.targets.exclusions.iter().any(|e| e.kind == t.kind);
             let mut visit = |e: &crate::collection::Entry| {
                 if !t.selector.matches_entry(&e.lkey, e.khash)
-                    || (may_exclude && self.excluded(rule, link, t.kind, &e.lkey))
+                    || (may_exclude && self.excluded(rule, hot, t.kind, &e.lkey))
                 {
                     return false;
                 }
@@ -1221,7 +1228,7 @@ impl Transaction {
                 }
             }
             false
-        } else if !self.scalar_excluded(rule, link, t.kind) {
+        } else if !self.scalar_excluded(rule, hot, t.kind) {
             match t.kind {
                 VarKind::MatchedVar => f(
                     ValKey::None,
@@ -1344,8 +1351,8 @@ impl Transaction {
         }
     }
 
-    fn excluded(&self, rule: &Rule, link: &Link, kind: VarKind, lkey: &str) -> bool {
-        if link
+    fn excluded(&self, rule: &Rule, hot: &LinkHot, kind: VarKind, lkey: &str) -> bool {
+        if hot
             .targets
             .exclusions
             .iter()
@@ -1360,8 +1367,8 @@ impl Transaction {
         })
     }
 
-    fn scalar_excluded(&self, rule: &Rule, link: &Link, kind: VarKind) -> bool {
-        link.targets
+    fn scalar_excluded(&self, rule: &Rule, hot: &LinkHot, kind: VarKind) -> bool {
+        hot.targets
             .exclusions
             .iter()
             .any(|e| e.excludes(kind, None))

@@ -159,8 +159,8 @@ impl OperatorSpec {
         self.eval_with(input, &ByteSet::of(input), param, want_captures)
     }
 
-    /// [`OperatorSpec::eval`] for a value whose bytes are `have` (`ByteSet::of(input)`):
-    /// values lacking the bytes the operator needs are answered without a search.
+    /// [`OperatorSpec::eval`] for a value whose bytes are `have` (`ByteSet::of(input)`).
+    #[cfg(test)]
     pub fn eval_with(
         &self,
         input: &[u8],
@@ -168,14 +168,32 @@ impl OperatorSpec {
         param: &[u8],
         want_captures: bool,
     ) -> Option<OpMatch> {
-        if !self.needs.may_hold(have) {
+        self.op
+            .eval_with(&self.needs, input, have, param, want_captures)
+    }
+}
+
+impl Operator {
+    /// Evaluates against one (transformed) value whose bytes are `have`
+    /// (`ByteSet::of(input)`); `param` is the expanded macro parameter for operators
+    /// that take one. Negation is applied by the caller. Values lacking the bytes the
+    /// operator `needs` are answered without a search.
+    pub fn eval_with(
+        &self,
+        needs: &Needs,
+        input: &[u8],
+        have: &ByteSet,
+        param: &[u8],
+        want_captures: bool,
+    ) -> Option<OpMatch> {
+        if !needs.may_hold(have) {
             return None;
         }
         let none = || OpMatch {
             captures: Vec::new(),
         };
         let one = |v: Vec<u8>| OpMatch { captures: vec![v] };
-        match &self.op {
+        match self {
             Operator::Rx(re) => {
                 // Most values do not match: answer that with the fast DFA search and
                 // only pay for capture groups on a hit.
@@ -210,7 +228,7 @@ impl OperatorSpec {
 
     /// The macro parameter, if the operator takes one.
     pub fn macro_param(&self) -> Option<&MacroStr> {
-        match &self.op {
+        match self {
             Operator::Num(_, m) | Operator::Str(_, m) => Some(m),
             _ => None,
         }

@@ -6,7 +6,7 @@ use crate::action::{parse_actions, ParsedActions};
 use crate::byteset::{ByteSet, Needs};
 use crate::error::{Location, WafError};
 use crate::operator::{OpEnv, OpError, Operator, OperatorSpec};
-use crate::rule::{Disruptive, Link, Phase, Rule};
+use crate::rule::{Disruptive, Link, LinkHot, OpKind, Phase, Rule};
 use crate::ruleset::{Config, Inner, LoadReport, Loader, RuleSet, Step, Unsupported};
 use crate::transform::Transform;
 use crate::variable::{parse_targets, Targets};
@@ -257,16 +257,32 @@ impl<'a> Parser<'a> {
             .collect();
         // Computed here, with the chain, so no link is ever seen without them.
         let (triggers, stage_triggers) = trigger_sets(&transforms);
+        let (op, needs, negated, kind) = match op {
+            Some(OperatorSpec { op, negated, needs }) => {
+                let kind = if op.macro_param().is_some() {
+                    OpKind::Param
+                } else {
+                    OpKind::Plain
+                };
+                (Some(op), needs, negated, kind)
+            }
+            None => (None, Needs::none(), false, OpKind::None),
+        };
         let link = Link {
-            targets,
+            hot: LinkHot::new(
+                targets,
+                tchain,
+                kind,
+                needs,
+                triggers,
+                negated,
+                pa.multi_match,
+                pa.capture,
+            ),
             op,
             transforms,
-            tchain,
             tprefix,
-            triggers,
             stage_triggers,
-            multi_match: pa.multi_match,
-            capture: pa.capture,
             effects: std::mem::take(&mut pa.effects),
         };
         if is_link {
@@ -386,9 +402,11 @@ impl<'a> Parser<'a> {
                 first.effects.extend(pa.effects.iter().cloned());
                 if let Some((t, chain, prefix)) = interned {
                     // New transformations, new trigger sets (kept in step with them).
-                    (first.triggers, first.stage_triggers) = trigger_sets(&t);
+                    let (triggers, stage_triggers) = trigger_sets(&t);
+                    first.hot.set_triggers(triggers);
+                    first.stage_triggers = stage_triggers;
                     first.transforms = t;
-                    first.tchain = chain;
+                    first.hot.tchain = chain;
                     first.tprefix = prefix;
                 }
             }
@@ -447,8 +465,9 @@ impl<'a> Parser<'a> {
                 };
                 if hit {
                     if let Some(first) = rule.links.first_mut() {
-                        first.targets.targets.extend(t.targets.iter().cloned());
+                        first.hot.targets.targets.extend(t.targets.iter().cloned());
                         first
+                            .hot
                             .targets
                             .exclusions
                             .extend(t.exclusions.iter().cloned());
@@ -461,7 +480,7 @@ impl<'a> Parser<'a> {
         let mut users: HashMap<u32, std::collections::HashSet<u32>> = HashMap::new();
         for l in self.rules.iter().flat_map(|r| r.links.iter()) {
             for &(pid, _) in &l.tprefix {
-                users.entry(pid).or_default().insert(l.tchain);
+                users.entry(pid).or_default().insert(l.hot.tchain);
             }
         }
         for l in self.rules.iter_mut().flat_map(|r| r.links.iter_mut()) {
