@@ -35,7 +35,22 @@ impl MacroKey {
 /// A string that may contain `%{…}` references.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MacroStr {
-    pub parts: Vec<Part>,
+    parts: Parts,
+}
+
+/// The parts of a [`MacroStr`]. Most are one part (`@lt 1`, `setvar:tx.x=%{tx.y}`), held
+/// inline: expanding an operator parameter or a `setvar` value then does not load a
+/// separate list first.
+#[derive(Debug, Clone)]
+enum Parts {
+    One(Part),
+    Many(Vec<Part>),
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts::Many(Vec::new())
+    }
 }
 
 impl MacroStr {
@@ -73,12 +88,29 @@ impl MacroStr {
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }
+        let parts = if parts.len() == 1 {
+            match parts.pop() {
+                Some(p) => Parts::One(p),
+                None => Parts::Many(parts),
+            }
+        } else {
+            Parts::Many(parts)
+        };
         MacroStr { parts }
+    }
+
+    /// The parts, in order.
+    #[inline]
+    pub fn parts(&self) -> &[Part] {
+        match &self.parts {
+            Parts::One(p) => std::slice::from_ref(p),
+            Parts::Many(v) => v,
+        }
     }
 
     /// The literal text when there are no references.
     pub fn as_static(&self) -> Option<&[u8]> {
-        match self.parts.as_slice() {
+        match self.parts() {
             [] => Some(b""),
             [Part::Lit(l)] => Some(l),
             _ => None,
@@ -93,9 +125,9 @@ mod tests {
     #[test]
     fn parses_refs() {
         let m = MacroStr::parse("a%{tx.X}b%{MATCHED_VAR}%{rule.id}%{bogus}");
-        assert_eq!(m.parts.len(), 6);
+        assert_eq!(m.parts().len(), 6);
         assert!(
-            matches!(&m.parts[1], Part::Var(VarKind::Tx, Some(k)) if k.text == "x" && k.hash == key_hash("x"))
+            matches!(&m.parts()[1], Part::Var(VarKind::Tx, Some(k)) if k.text == "x" && k.hash == key_hash("x"))
         );
     }
 }

@@ -228,12 +228,14 @@ mod tests {
         assert!(offset_of!(LinkHot, triggers) + 32 <= 128);
         assert!(offset_of!(LinkHot, needs) + 8 + 32 <= 128);
         eprintln!(
-            "sizes: Link {} LinkHot {} Rule {} Operator {} Target {}",
+            "sizes: Link {} LinkHot {} Rule {} Operator {} Target {} MacroStr {} Effect {}",
             size_of::<Link>(),
             size_of::<LinkHot>(),
             size_of::<Rule>(),
             size_of::<Operator>(),
             size_of::<crate::variable::Target>(),
+            size_of::<MacroStr>(),
+            size_of::<Effect>(),
         );
     }
 }

@@ -1437,7 +1437,7 @@ impl Transaction {
     /// `m` expanded, without copying when it is literal or one variable reference
     /// (`setvar:tx.score=+%{tx.critical_anomaly_score}`).
     fn expand_value<'m>(&self, m: &'m MacroStr, rule: &Rule) -> Expanded<'m> {
-        match m.parts.as_slice() {
+        match m.parts() {
             [] => Expanded::Static(b""),
             [Part::Lit(l)] => Expanded::Static(l),
             [Part::Var(k, key)] => match self.first_value(*k, key.as_ref()) {
@@ -1452,7 +1452,7 @@ impl Transaction {
         // Room for the literal text and a short value or two: CRS's expansions
         // (`header_name_920450_%{tx.0}`, `/%{tx.0}/`) then grow no more than once.
         let lits: usize = m
-            .parts
+            .parts()
             .iter()
             .map(|p| match p {
                 Part::Lit(l) => l.len(),
@@ -1460,7 +1460,7 @@ impl Transaction {
             })
             .sum();
         let mut out = Vec::with_capacity(lits + 48);
-        for p in &m.parts {
+        for p in m.parts() {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
                 Part::Var(k, key) => {
