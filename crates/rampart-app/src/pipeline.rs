@@ -225,11 +225,12 @@ pub async fn handle(
         }
     };
     // 5–6. errors were rendered above; now the response filters (WAF phases 3–4 first)
-    let resp = match held.waf.as_mut() {
-        Some(w) => rampart_server::boxed(|| crate::waf::response(&mut w.1, resp, &x)).await,
-        None => resp,
-    };
-    let resp = filter(&site, &route, &parts, resp);
+    // The response is edited where it lies: each pass by value would be a copy of it.
+    let mut resp = resp;
+    if let Some(w) = held.waf.as_mut() {
+        resp = rampart_server::boxed(|| crate::waf::response(&mut w.1, resp, &x)).await;
+    }
+    filter(&site, &route, &parts, &mut resp);
     // 7. log (in finish; WAF phase 5 and its audit log too)
     finish_held(snap, Some(&site), Some(&route), x, resp, held)
 }
@@ -635,7 +636,7 @@ async fn content(
 }
 
 /// Response filters, in order: header edits (server, then route), caching headers, compression.
-fn filter(site: &Site, route: &Route, parts: &Parts, mut resp: Response<Body>) -> Response<Body> {
+fn filter(site: &Site, route: &Route, parts: &Parts, resp: &mut Response<Body>) {
     let status = resp.status();
     let headers = resp.headers_mut();
     if !site.headers.is_empty() {
@@ -649,8 +650,11 @@ fn filter(site: &Site, route: &Route, parts: &Parts, mut resp: Response<Body>) -
     }
     match (&route.handler, &route.compress) {
         // Files negotiate their own encodings (sidecars, cached compressed copies).
-        (Handler::Static(_), _) | (_, None) => resp,
-        (_, Some(c)) => filters::compress::apply(c, parts, resp),
+        (Handler::Static(_), _) | (_, None) => {}
+        (_, Some(c)) => {
+            let whole = std::mem::replace(resp, Response::new(Body::Empty));
+            *resp = filters::compress::apply(c, parts, whole);
+        }
     }
 }
 

@@ -275,17 +275,25 @@ impl<S: HttpService> Conn<S> {
 impl<S: HttpService> Conn<S> {
     /// One request and its response.
     async fn exchange(&mut self, head: Box<head::Head>) -> Next {
-        let head = *head;
+        // Taken apart in place: `*head` whole would copy all of it out of the box first.
+        let head::Head {
+            mut req,
+            raw,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+            version,
+            http09,
+        } = *head;
         let limits = self.settings.limits;
         self.served += 1;
         let mut keep_alive =
-            head.keep_alive && self.served < limits.keepalive_requests && !*self.idle.rx.borrow();
-        let req_info = ReqInfo::new(head.req.method(), head.version, head.http09);
-        let mut req = head.req;
-        let raw = head.raw;
+            keep_alive && self.served < limits.keepalive_requests && !*self.idle.rx.borrow();
+        let req_info = ReqInfo::new(req.method(), version, http09);
 
         // The body: none, or the reader itself on loan to the handler.
-        let request_body = match head.framing {
+        let request_body = match framing {
             head::Framing::None => RequestBody::Empty,
             framing => {
                 let Some(mut rd) = self.reader.take() else {
@@ -301,7 +309,7 @@ impl<S: HttpService> Conn<S> {
                         None
                     }
                 };
-                if head.expect_continue {
+                if expect_continue {
                     self.writer.expect.store(EXPECT_PENDING, Ordering::Release);
                     rd.continue_pending = Some(self.writer.clone());
                 } else {
@@ -310,7 +318,7 @@ impl<S: HttpService> Conn<S> {
                 RequestBody::H1(H1Body::new(rd, self.home.clone(), len))
             }
         };
-        let upgrade_tx = if head.upgrade {
+        let upgrade_tx = if upgrade {
             let (tx, rx) = oneshot::channel();
             req.extensions_mut()
                 .insert(H1Upgrade(Arc::new(Mutex::new(Some(rx)))));
